@@ -1,0 +1,181 @@
+# churn-mlops: every target works in both runtimes.
+#   RUNTIME=native  : services as processes under supervisord (no Docker engine needed)  -- native/
+#   RUNTIME=compose : docker-compose-model-registry.yml + docker-compose-serve.yml
+# RUNTIME is detected (a reachable Docker engine -> compose) and can be overridden: make up RUNTIME=native
+# env=local|cloud picks .env.local or .env.cloud (cloud = real AWS, no endpoint override).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+env ?= local
+RUNTIME ?= $(shell docker info >/dev/null 2>&1 && echo compose || echo native)
+PYTHON_BIN ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(shell command -v uv 2>/dev/null || echo $(PYTHON_BIN) -m uv)
+TRIALS ?=
+STATE_DIR ?= .mlops
+DATA ?=
+PYTEST_ARGS ?=
+
+ENV_FILE := .env.$(env)
+export ENV := $(env)
+COMPOSE := docker compose --env-file $(ENV_FILE)
+REGISTRY_STACK := $(COMPOSE) -f docker-compose-model-registry.yml
+SERVE_STACK := $(COMPOSE) -f docker-compose-serve.yml
+# compose: the shared base image every image of ours builds FROM (Dockerfile.base: uv.lock, non-root user)
+IMAGE_TAG ?= local
+export IMAGE_TAG
+BUILD_BASE := docker build -f Dockerfile.base -t churn-mlops/base:$(IMAGE_TAG) .
+# native needs the venv and the Debian packages; compose needs only docker
+RUNTIME_DEPS = $(if $(filter native,$(RUNTIME)),install)
+RUNTIME_CLI := $(PY) -m native.runtime --env $(env)
+SERVE_PROGRAMS := predict-api serve-kinesis drift-service prometheus
+SYSTEM_PACKAGES := prometheus nginx chromium
+
+.PHONY: help install system-packages up down setup-model-registry init_aws train apply-model-train-flow \
+	setup-model-serve start-serve stop-serve apply-prediction-reporting report batch status logs \
+	test run_tests lint format bench reset_all
+
+help: ## show every target
+	@echo "churn-mlops (RUNTIME=$(RUNTIME), env=$(env))"
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-28s\033[0m %s\n", $$1, $$2}'
+
+# ------------------------------------------------------------------------------------------------ setup
+$(VENV)/.installed: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || $(PYTHON_BIN) -m uv --version >/dev/null 2>&1 || $(PYTHON_BIN) -m pip install --quiet uv
+	$(UV) sync --frozen --all-extras
+	@touch $@
+
+install: $(VENV)/.installed system-packages ## install Python dependencies (uv, locked) and Debian packages (prometheus, nginx, chromium)
+
+system-packages: ## install the Debian packages the native runtime and tests need (as root)
+	@missing=""; \
+	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = "0" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else \
+		echo "missing Debian packages:$$missing -- run: sudo apt-get install -y$$missing"; \
+	fi
+
+# ------------------------------------------------------------------------------------------------ the whole platform
+up: install ## native: start everything, seed data, train (if needed), serve, answer a request
+	$(MAKE) --no-print-directory setup-model-registry
+	$(MAKE) --no-print-directory init_aws
+	$(PY) -m model_orchestration.train_flow --env $(env) --if-missing $(if $(TRIALS),--max-evals $(TRIALS))
+	$(MAKE) --no-print-directory setup-model-serve
+	$(MAKE) --no-print-directory apply-prediction-reporting
+	$(PY) -m native.smoke --env $(env)
+
+down: ## stop everything `up` started (state is kept; reset_all removes it)
+ifeq ($(RUNTIME),compose)
+	$(SERVE_STACK) down
+	$(REGISTRY_STACK) down
+else
+	@$(RUNTIME_CLI) down
+endif
+
+status: ## native: each program's state and log file
+	@$(RUNTIME_CLI) status
+
+# ------------------------------------------------------------------------------------------------ model registry side
+setup-model-registry: $(RUNTIME_DEPS) ## start the S3/Kinesis emulator, MLflow (:5051) and Prefect (:4200)
+ifeq ($(RUNTIME),compose)
+	$(BUILD_BASE)
+	$(REGISTRY_STACK) up -d --build --wait moto mlflow prefect
+else
+	$(RUNTIME_CLI) up moto mlflow prefect
+endif
+
+init_aws: ## create bucket + Kinesis streams, load clean data into the feature store (DATA=path.csv, else generated)
+ifeq ($(RUNTIME),compose)
+	$(REGISTRY_STACK) run --rm $(if $(DATA),-v $(abspath $(DATA)):/data/$(notdir $(DATA)):ro) train-deployment \
+		python -m mlops.init_aws $(if $(DATA),--data /data/$(notdir $(DATA)))
+else
+	$(PY) -m mlops.init_aws --env $(env) $(if $(DATA),--data $(DATA))
+endif
+
+train: ## run the training flow once in the foreground with a progress bar (TRIALS=n)
+	$(PY) -m model_orchestration.train_flow --env $(env) $(if $(TRIALS),--max-evals $(TRIALS))
+
+apply-model-train-flow: ## deploy the training flow on its interval schedule and start one run now
+ifeq ($(RUNTIME),compose)
+	$(BUILD_BASE)
+	$(REGISTRY_STACK) up -d --build --wait train-deployment
+	$(REGISTRY_STACK) exec train-deployment python -m model_orchestration.deployments trigger
+else
+	$(RUNTIME_CLI) up train-deployment
+	$(PY) -m model_orchestration.deployments --env $(env) trigger
+endif
+
+# ------------------------------------------------------------------------------------------------ serving side
+setup-model-serve: ## serve the model chosen by RUN_ID (HTTP :9696, Kinesis) with its monitoring
+ifeq ($(RUNTIME),compose)
+	$(BUILD_BASE)
+	$(SERVE_STACK) up -d --build --wait
+else
+	$(RUNTIME_CLI) up $(SERVE_PROGRAMS)
+endif
+
+start-serve: ## start the serving side again (after stop-serve or a RUN_ID change)
+ifeq ($(RUNTIME),compose)
+	$(BUILD_BASE)
+	$(SERVE_STACK) up -d --build --wait
+else
+	$(RUNTIME_CLI) up $(SERVE_PROGRAMS)
+endif
+
+stop-serve: ## stop the serving side, keep the registry side running
+ifeq ($(RUNTIME),compose)
+	$(SERVE_STACK) down
+else
+	$(RUNTIME_CLI) stop $(SERVE_PROGRAMS)
+endif
+
+apply-prediction-reporting: ## deploy the drift report flow (every 3 h) and the reports server (:8888)
+ifeq ($(RUNTIME),compose)
+	$(BUILD_BASE)
+	$(SERVE_STACK) up -d --build --wait report-deployment
+	$(REGISTRY_STACK) up -d --wait nginx
+else
+	$(RUNTIME_CLI) up report-deployment nginx
+endif
+
+report: ## write a drift report now from the prediction log
+	$(PY) -m reporting.create_report --env $(env)
+
+batch: ## score a folder or S3 prefix of account files now: make batch INPUT=... OUTPUT=...
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch INPUT=<folder|s3://bucket/prefix> OUTPUT=<folder|s3://...>"; exit 2; }
+	$(PY) -m batch score $(INPUT) $(OUTPUT)
+
+# ------------------------------------------------------------------------------------------------ quality
+test: install ## run the whole test suite (unit, integration on real servers, end to end)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+run_tests: test ## alias of test (the original design's name)
+
+lint: install ## ruff check + ruff format --check
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install ## ruff format + fixable lint fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: install ## run the benchmarks in bench/ (prints figures; never part of the tests)
+	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script; done
+
+reset_all: ## stop everything and delete all state (compose volumes; natively STATE_DIR, default .mlops/)
+ifeq ($(RUNTIME),compose)
+	$(SERVE_STACK) down -v
+	$(REGISTRY_STACK) down -v
+else
+	-@test -x $(PY) && $(RUNTIME_CLI) down
+	rm -rf $(STATE_DIR)
+endif

@@ -1,0 +1,138 @@
+"""The embedded engine: blocks of files scored by a process pool sized to the cores.
+
+Each worker process loads the model once (from `ModelPayload` bytes, `nthread=1`) and opens the two stores once,
+then handles whole blocks: read every file, score the block (`batch.scoring.score_frames`), write one Parquet per
+input, and hand back one small result record per file. Only those records cross the process boundary.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from batch.manifest import output_name
+from batch.scoring import Aggregate, ModelPayload, parse_file, score_frames, table_bytes
+from batch.storage import InputFile, Store, open_store
+from mlops.data import DataError
+from mlops.model import ModelBundle
+from mlops.settings import Settings
+
+MAX_FILES_PER_BLOCK = 64
+MAX_BYTES_PER_BLOCK = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything a worker needs, picklable: the model, where to read and write, which aggregates."""
+
+    payload: ModelPayload
+    input_uri: str
+    output_uri: str
+    settings: Settings | None
+    aggregates: tuple[Aggregate, ...] = ()
+
+
+class BlockScorer:
+    """A job bound to its loaded model and opened stores; one per worker process (or Spark executor)."""
+
+    def __init__(self, job: Job, bundle: ModelBundle | None = None) -> None:
+        self.job = job
+        self.bundle = bundle or job.payload.load()
+        self.source: Store = open_store(job.input_uri, job.settings)
+        self.sink: Store = open_store(job.output_uri, job.settings)
+
+    def score(self, files: Sequence[InputFile]) -> list[dict[str, Any]]:
+        """Read, score and write a block; returns one record per file (scored or rejected, never raised)."""
+        run_id = self.job.payload.run_id
+        records: dict[str, dict[str, Any]] = {}
+        frames = []
+        for file in files:
+            base = {"input": file.uri, "input_name": file.name, "fingerprint": file.fingerprint, "run_id": run_id}
+            records[file.name] = base
+            try:
+                frames.append((file.name, parse_file(file.name, self.source.read(file.name))))
+            except DataError as error:
+                base.update(status="rejected", reason=str(error))
+            except Exception as error:  # unreadable for any other reason (permissions, S3 error): reject, go on
+                base.update(status="rejected", reason=f"cannot read {file.name}: {type(error).__name__}: {error}")
+        for result in score_frames(self.bundle, frames, self.job.aggregates):
+            record = records[result.name]
+            if result.table is None:
+                record.update(status="rejected", reason=result.reason)
+                continue
+            try:
+                written = self.sink.write(output_name(run_id, result.name), table_bytes(result.table))
+            except Exception as error:
+                record.update(status="rejected", reason=f"cannot write output: {type(error).__name__}: {error}")
+                continue
+            record.update(status="scored", output=written, rows=result.rows)
+        return [records[file.name] for file in files]
+
+
+def plan_blocks(files: Sequence[InputFile], workers: int) -> list[list[InputFile]]:
+    """Group small files into blocks (amortizing one predict and one IPC round trip over many files) while leaving
+    at least ~4 blocks per worker so the pool stays balanced."""
+    if not files:
+        return []
+    per_block = max(1, min(MAX_FILES_PER_BLOCK, -(-len(files) // (workers * 4))))
+    blocks: list[list[InputFile]] = []
+    current: list[InputFile] = []
+    size = 0
+    for file in files:
+        if current and (len(current) >= per_block or size + file.size > MAX_BYTES_PER_BLOCK):
+            blocks.append(current)
+            current, size = [], 0
+        current.append(file)
+        size += file.size
+    blocks.append(current)
+    return blocks
+
+
+# ----------------------------------------------------------------------------------------------- process pool
+_scorer: BlockScorer | None = None
+
+
+def _init_worker(job: Job) -> None:
+    global _scorer
+    os.environ["OMP_NUM_THREADS"] = "1"
+    _scorer = BlockScorer(job)
+
+
+def _score_in_worker(files: list[InputFile]) -> list[dict[str, Any]]:
+    assert _scorer is not None, "worker not initialized"
+    return _scorer.score(files)
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def run_embedded(
+    job: Job, blocks: Sequence[list[InputFile]], workers: int, bundle: ModelBundle | None = None
+) -> Iterator[list[dict[str, Any]]]:
+    """Yield each block's records as it finishes. workers=1 scores in this process (no pool start-up)."""
+    if workers <= 1 or len(blocks) <= 1:
+        scorer = BlockScorer(job, bundle)
+        for block in blocks:
+            yield scorer.score(block)
+        return
+    # spawn: a clean interpreter per worker; fork after boto3/xgboost/rich threads exist is not safe
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(job,)) as pool:
+        pending: set[Future[list[dict[str, Any]]]] = set()
+        queue = iter(blocks)
+        for block in queue:  # keep a bounded number of blocks in flight
+            pending.add(pool.submit(_score_in_worker, block))
+            if len(pending) >= workers * 3:
+                break
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                yield future.result()
+                following = next(queue, None)
+                if following is not None:
+                    pending.add(pool.submit(_score_in_worker, following))

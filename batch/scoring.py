@@ -1,0 +1,184 @@
+"""Score blocks of raw files: bytes in, one Parquet output per input file, a result record per file.
+
+This is the one scoring routine of both engines (the embedded process pool and Spark's `mapInPandas`), so they
+cannot disagree. A block of small files is parsed with pyarrow, cleaned by `mlops.data.clean` and encoded as one
+frame, and scored with ONE `inplace_predict`; only when the block fails validation are its files cleaned one by one,
+so every bad file is rejected with its own `DataError` message while the good ones in the block are still scored.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import xgboost as xgb
+
+from mlops.data import DataError, clean
+from mlops.model import ModelBundle
+from mlops.spec import FeatureSpec, normalize_name
+
+PROBABILITY = "churn_probability"
+AGGREGATE_FUNCTIONS = ("mean", "min", "max", "sum", "std", "median")
+
+
+# ------------------------------------------------------------------------------------------------------------ model
+@dataclass(frozen=True)
+class ModelPayload:
+    """A model as plain bytes: cheap to pickle into pool workers and to broadcast to Spark executors."""
+
+    booster_raw: bytes
+    spec_json: str
+    run_id: str
+
+    @classmethod
+    def from_bundle(cls, bundle: ModelBundle, run_id: str | None = None) -> ModelPayload:
+        chosen = run_id or bundle.run_id
+        if not chosen:
+            raise ValueError("the model has no run id; batch outputs are filed under it, so one is required")
+        return cls(bytes(bundle.booster.save_raw("ubj")), bundle.spec.to_json(), chosen)
+
+    def load(self) -> ModelBundle:
+        """One single-threaded booster per worker process: workers, not threads, use the cores."""
+        booster = xgb.Booster(params={"nthread": 1})
+        booster.load_model(bytearray(self.booster_raw))
+        return ModelBundle(booster=booster, spec=FeatureSpec.from_json(self.spec_json), run_id=self.run_id)
+
+
+# ------------------------------------------------------------------------------------------------------- aggregates
+@dataclass(frozen=True)
+class Aggregate:
+    """A per-file feature over a numeric spec column, e.g. `mean:credit_limit` -> column `file_mean_credit_limit`."""
+
+    function: str
+    column: str
+
+    @property
+    def output_column(self) -> str:
+        return f"file_{self.function}_{self.column}"
+
+
+def parse_aggregates(texts: Sequence[str], spec: FeatureSpec) -> list[Aggregate]:
+    """`["mean:credit_limit", "max:total_trans_ct"]` -> aggregates; only numeric columns of the spec are allowed."""
+    out = []
+    for text in texts:
+        function, sep, column = str(text).partition(":")
+        function, column = function.strip().lower(), normalize_name(column)
+        if not sep or function not in AGGREGATE_FUNCTIONS:
+            raise ValueError(f"aggregate {text!r}: expected FUNCTION:COLUMN with FUNCTION in {AGGREGATE_FUNCTIONS}")
+        if column not in spec.numeric:
+            raise ValueError(f"aggregate {text!r}: '{column}' is not a numeric column of spec '{spec.name}'")
+        out.append(Aggregate(function, column))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------- reading
+def parse_file(name: str, data: bytes) -> pd.DataFrame:
+    """Raw bytes -> a raw frame with normalized column names; CSV as `mlops.data.read_raw` reads it ("" = missing)."""
+    if not data:
+        raise DataError(f"data file {name} is empty")
+    try:
+        if name.lower().endswith(".parquet"):
+            table = pq.read_table(io.BytesIO(data))
+        else:
+            table = pa_csv.read_csv(
+                io.BytesIO(data),
+                convert_options=pa_csv.ConvertOptions(null_values=[""], strings_can_be_null=True),
+            )
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise DataError(f"data file {name} cannot be read as {_format(name)}: {error}") from error
+    if table.num_rows == 0:
+        raise DataError(f"data file {name} has a header but no rows")
+    frame = table.to_pandas()
+    frame.columns = [normalize_name(c) for c in frame.columns]
+    duplicated = frame.columns[frame.columns.duplicated()].tolist()
+    if duplicated:
+        raise DataError(f"column(s) {duplicated} appear twice (names are compared case-insensitively)")
+    return frame
+
+
+def _format(name: str) -> str:
+    return "Parquet" if name.lower().endswith(".parquet") else "CSV"
+
+
+# ---------------------------------------------------------------------------------------------------------- scoring
+@dataclass
+class FileScore:
+    """The outcome for one file: an output table, or the reason it was rejected."""
+
+    name: str
+    table: pa.Table | None = None
+    reason: str | None = None
+    rows: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_columns(frame: pd.DataFrame, spec: FeatureSpec) -> None:
+    missing = [c for c in spec.feature_columns if c not in frame.columns]
+    if spec.id_column and spec.id_column not in frame.columns:
+        missing.append(spec.id_column)
+    if missing:
+        raise DataError(f"missing column(s) {missing} required by spec '{spec.name}'")
+
+
+def _output_table(
+    spec: FeatureSpec, clean_frame: pd.DataFrame, probabilities: np.ndarray, aggregates: Sequence[Aggregate]
+) -> pa.Table:
+    columns: dict[str, Any] = {}
+    if spec.id_column:
+        columns[spec.id_column] = pa.array(clean_frame[spec.id_column].astype("string"), type=pa.string())
+    columns[PROBABILITY] = pa.array(probabilities, type=pa.float64())
+    for aggregate in aggregates:
+        value = float(getattr(clean_frame[aggregate.column], aggregate.function)())
+        columns[aggregate.output_column] = pa.array(np.full(len(clean_frame), value), type=pa.float64())
+    return pa.table(columns)
+
+
+def score_frames(
+    bundle: ModelBundle, frames: Sequence[tuple[str, pd.DataFrame]], aggregates: Sequence[Aggregate] = ()
+) -> list[FileScore]:
+    """Score parsed raw frames: one clean/encode/`inplace_predict` for the whole block when it is all valid."""
+    spec = bundle.spec
+    results: dict[str, FileScore] = {}
+    good: list[tuple[str, pd.DataFrame]] = []
+    for name, frame in frames:
+        try:
+            _check_columns(frame, spec)
+            good.append((name, frame))
+        except DataError as error:
+            results[name] = FileScore(name, reason=str(error))
+    cleaned: list[tuple[str, pd.DataFrame]] = []
+    if good:
+        try:
+            block = clean(pd.concat([f for _, f in good], ignore_index=True), spec, require_target=False)
+            bounds = np.cumsum([0] + [len(f) for _, f in good])
+            cleaned = [(n, block.iloc[bounds[i] : bounds[i + 1]]) for i, (n, _) in enumerate(good)]
+        except DataError:
+            # some file of the block is bad: clean one by one, so each gets its own message
+            for name, frame in good:
+                try:
+                    cleaned.append((name, clean(frame, spec, require_target=False)))
+                except DataError as error:
+                    results[name] = FileScore(name, reason=str(error))
+    if cleaned:
+        whole = cleaned[0][1] if len(cleaned) == 1 else pd.concat([c for _, c in cleaned], ignore_index=True)
+        probabilities = bundle.predict_encoded(bundle.encoder.encode_frame(whole))
+        start = 0
+        for name, part in cleaned:
+            stop = start + len(part)
+            table = _output_table(spec, part.reset_index(drop=True), probabilities[start:stop], aggregates)
+            results[name] = FileScore(name, table=table, rows=len(part))
+            start = stop
+    return [results[name] for name, _ in frames]
+
+
+def table_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()

@@ -1,0 +1,99 @@
+"""The MLflow side: reachability, registering a run's model, choosing which run to serve, a local model cache."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import mlflow
+import requests
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from mlops.aws import ServiceUnavailable
+from mlops.model import BOOSTER_FILE, MODEL_ARTIFACT, SPEC_FILE
+from mlops.settings import Settings
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+def check_mlflow(tracking_uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, naming the setting, when the tracking server is not there (instead of MLflow's long retries)."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return  # a local file or sqlite store needs no server
+    try:
+        response = requests.get(f"{tracking_uri.rstrip('/')}/health", timeout=timeout)
+        response.raise_for_status()
+    except requests.RequestException as error:
+        raise ServiceUnavailable(
+            f"MLflow is unreachable at MLFLOW_TRACKING_URI={tracking_uri} ({type(error).__name__}); "
+            "start it (make setup-model-registry) or fix MLFLOW_TRACKING_URI"
+        ) from error
+
+
+def register(client: MlflowClient, model_uri: str, name: str, run_id: str, alias: str = CHALLENGER) -> str:
+    """Register a new version of `name` and point `alias` at it; returns the version number."""
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, description="Credit-card churn probability (XGBoost, hyperopt-tuned)")
+    # MLflow 3: register through the logged model's URI (models:/m-...), which carries its model id
+    mlflow.set_tracking_uri(client.tracking_uri)
+    version = mlflow.register_model(model_uri, name, tags={"run_id": run_id})
+    client.set_registered_model_alias(name, alias, version.version)
+    return str(version.version)
+
+
+def resolve_run_id(settings: Settings, client: MlflowClient | None = None) -> tuple[str, str]:
+    """Which run to serve: RUN_ID if set, else the alias `champion`, else `challenger`. Returns (run_id, why)."""
+    if settings.run_id:
+        return settings.run_id, "RUN_ID"
+    client = client or MlflowClient(settings.mlflow_tracking_uri)
+    for alias in (CHAMPION, CHALLENGER):
+        try:
+            version = client.get_model_version_by_alias(settings.model_name, alias)
+        except MlflowException:
+            continue
+        if version.run_id:
+            return version.run_id, f"alias '{alias}' of {settings.model_name} (version {version.version})"
+    raise LookupError(
+        f"no model to serve: RUN_ID is empty and {settings.model_name} has no 'champion' or 'challenger' alias; "
+        "train one (make train) or set RUN_ID in .env.<env>"
+    )
+
+
+MODEL_FILES = ("MLmodel", f"artifacts/{BOOSTER_FILE}", f"artifacts/{SPEC_FILE}")
+
+
+def is_complete(model_dir: Path) -> bool:
+    """A model folder is usable only with its booster and spec, not just an MLmodel file."""
+    return all((model_dir / name).is_file() for name in MODEL_FILES)
+
+
+def cached_model_dir(cache_dir: Path, run_id: str) -> Path:
+    return cache_dir / run_id / MODEL_ARTIFACT
+
+
+def download_model(settings: Settings, run_id: str) -> Path:
+    """The run's model folder, from the local cache when present, else downloaded once and cached atomically."""
+    target = cached_model_dir(settings.model_cache_dir, run_id)
+    if is_complete(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        downloaded = Path(
+            mlflow.artifacts.download_artifacts(artifact_uri=f"runs:/{run_id}/{MODEL_ARTIFACT}", dst_path=scratch)
+        )
+        if not is_complete(downloaded):
+            raise FileNotFoundError(
+                f"run {run_id} has no complete model in MLflow at MLFLOW_TRACKING_URI={settings.mlflow_tracking_uri} "
+                f"(missing {', '.join(MODEL_FILES)} under {MODEL_ARTIFACT}/artifacts): its artifacts are gone; "
+                "train again (make train) or pick another RUN_ID"
+            )
+        if target.exists():
+            shutil.rmtree(target)
+        downloaded.rename(target)
+    return target

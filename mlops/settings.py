@@ -1,0 +1,174 @@
+"""One typed settings object for every process of the platform.
+
+Values come from the process environment first, then from `.env.<env>` (`.env.local` or `.env.cloud`), then from
+the defaults below, which describe the native runtime on loopback. This is the only module that reads the
+environment: everything else receives a `Settings` instance.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# Values that mean "nobody filled this in": `env=cloud` refuses to start with them.
+PLACEHOLDER_SECRETS = {"", "test", "changeme", "change-me", "placeholder", "xxx", "your-key", "your-secret"}
+
+
+class ConfigurationError(RuntimeError):
+    """A setting is missing or wrong; the message names the setting to fix."""
+
+
+class Settings(BaseSettings):
+    """Endpoints, names and knobs; env var names are the field names in upper case."""
+
+    model_config = SettingsConfigDict(extra="ignore", env_file_encoding="utf-8", populate_by_name=True)
+
+    env: Literal["local", "cloud"] = "local"
+
+    # --- where state lives (native runtime) ---
+    state_dir: Path = Field(default=PROJECT_ROOT / ".mlops", description="all native state: databases, logs, caches")
+
+    # --- AWS: S3 feature store and Kinesis streams ---
+    aws_region: str = Field(default="us-east-1", validation_alias="AWS_DEFAULT_REGION")
+    # None: boto3's default chain (instance profile, ~/.aws); emulators get "test" when these are unset.
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_endpoint_url: str | None = "http://127.0.0.1:4566"
+    s3_bucket: str = "churn-feature-store"
+    kinesis_predictions_stream: str = "predictions"
+    kinesis_results_stream: str = "results"
+    kinesis_dead_letter_stream: str = "predictions-dead-letter"
+    kinesis_shard_count: int = 2
+
+    # --- MLflow ---
+    mlflow_tracking_uri: str = "http://127.0.0.1:5051"
+    mlflow_experiment: str = "churn-model-tuning"
+    model_name: str = "churn-model"
+    run_id: str | None = Field(default=None, description="MLflow run whose model is served; empty = alias")
+
+    # --- Prefect ---
+    prefect_api_url: str = "http://127.0.0.1:4200/api"
+    train_interval_hours: float = 24.0
+    report_interval_hours: float = 3.0
+
+    # --- batch scoring (batch/): folders or s3:// prefixes; None = s3://<S3_BUCKET>/batch/{input,output} ---
+    batch_input_uri: str | None = None
+    batch_output_uri: str | None = None
+    batch_cron: str = "0 2 * * *"  # daily_batch_predictions schedule (UTC)
+
+    # --- training ---
+    feature_spec: Path = PROJECT_ROOT / "features.yaml"
+    max_evals: int = Field(default=50, ge=1)
+    seed: int = 42
+    train_threads: int = Field(default=2, ge=1)
+
+    # --- serving ---
+    api_host: str = "127.0.0.1"
+    api_port: int = 9696
+    api_workers: int = Field(default=2, ge=1)
+    kinesis_metrics_port: int = 9697
+    max_batch_records: int = Field(default=1000, ge=1)
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    api_key: str | None = None
+    rate_limit: str | None = Field(default=None, description="per API key and worker, e.g. 600/minute; empty = none")
+    prediction_log_uri: str | None = None  # mongodb://... or sqlite:///...; default: SQLite under state_dir
+    drift_service_url: str | None = "http://127.0.0.1:8085"
+
+    # --- monitoring and reports ---
+    drift_host: str = "127.0.0.1"
+    drift_port: int = 8085
+    reports_dir: Path | None = None  # default: state_dir / "reports"
+    prometheus_port: int = 9091
+    reports_port: int = 8888
+    drift_window_size: int = Field(default=2000, ge=10, description="records kept per data set by the drift service")
+    drift_min_rows: int = Field(default=300, ge=1, description="below this, drift says 'not enough data'")
+    drift_interval_seconds: float = Field(default=10.0, ge=0, description="min seconds between drift computations")
+    report_window_hours: float = Field(default=3.0, gt=0, description="predictions a drift report looks back over")
+
+    @field_validator(
+        "aws_endpoint_url", "run_id", "api_key", "rate_limit", "prediction_log_uri", "drift_service_url", mode="before"
+    )
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _cloud_means_real_aws(self) -> Settings:
+        if self.env == "cloud":
+            if self.aws_endpoint_url:
+                raise ConfigurationError(
+                    f"env=cloud talks to real AWS, but AWS_ENDPOINT_URL={self.aws_endpoint_url} is set: "
+                    "remove it from .env.cloud and the environment"
+                )
+            for name in ("aws_access_key_id", "aws_secret_access_key"):
+                value = getattr(self, name)
+                if value is not None and value.strip().lower() in PLACEHOLDER_SECRETS:
+                    raise ConfigurationError(
+                        f"env=cloud needs real AWS credentials: {name.upper()} is a placeholder; "
+                        "set it in the environment (never in the repo)"
+                    )
+        return self
+
+    @cached_property
+    def prediction_log_location(self) -> str:
+        """The prediction store URI, defaulting to an embedded SQLite file."""
+        return self.prediction_log_uri or f"sqlite:///{self.state_dir / 'predictions.sqlite'}"
+
+    @cached_property
+    def reports_location(self) -> Path:
+        return self.reports_dir or self.state_dir / "reports"
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.state_dir / "model-cache"
+
+    def as_env(self) -> dict[str, str]:
+        """These settings as environment variables, for child processes (supervisord programs, test servers).
+
+        None is left out where it is the default, and exported as an empty string (read back as None) where
+        the default is something else, such as DRIFT_SERVICE_URL or AWS_ENDPOINT_URL.
+        """
+        env: dict[str, str] = {}
+        for name, field in type(self).model_fields.items():
+            key = field.validation_alias if isinstance(field.validation_alias, str) else name.upper()
+            value = getattr(self, name)
+            if value is None and field.default is None:
+                continue
+            env[key] = "" if value is None else str(value)
+        return env
+
+
+class _EnvChoice(BaseSettings):
+    """Reads only ENV, to know which `.env.<env>` file to load."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+    env: str = "local"
+
+
+def env_file_for(env: str, root: Path = PROJECT_ROOT) -> Path:
+    return root / f".env.{env}"
+
+
+def load_settings(env: str | None = None, **overrides: object) -> Settings:
+    """Build settings for `env` (local/cloud): environment > `.env.<env>` > defaults > nothing.
+
+    `overrides` win over everything; tests use them to point at their own servers.
+    """
+    chosen = env or _EnvChoice().env
+    if chosen not in ("local", "cloud"):
+        raise ConfigurationError(f"env must be 'local' or 'cloud', got {chosen!r}")
+    env_file = env_file_for(chosen)
+    try:
+        return Settings(_env_file=env_file if env_file.exists() else None, env=chosen, **overrides)  # type: ignore[call-arg]
+    except ConfigurationError:
+        raise
+    except ValueError as error:  # pydantic.ValidationError is a ValueError
+        raise ConfigurationError(f"invalid settings (from environment or {env_file.name}): {error}") from error

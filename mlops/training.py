@@ -1,0 +1,156 @@
+"""Pure training logic: splits, the hyperopt search space, fitting one XGBoost trial, scoring.
+
+No MLflow, no Prefect, no S3 here: the flow wraps these functions and does the logging.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+from hyperopt import hp
+from hyperopt.pyll import scope
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    f1_score,
+    log_loss,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+from sklearn.model_selection import train_test_split
+
+from mlops.data import LABEL
+from mlops.encoding import FeatureEncoder
+from mlops.spec import FeatureSpec
+
+MAX_ROUNDS = 1000
+EARLY_STOPPING = 40
+
+SEARCH_SPACE: dict[str, Any] = {
+    "max_depth": scope.int(hp.quniform("max_depth", 3, 10, 1)),
+    "learning_rate": hp.loguniform("learning_rate", math.log(0.01), math.log(0.3)),
+    "min_child_weight": hp.loguniform("min_child_weight", math.log(0.5), math.log(20)),
+    "subsample": hp.uniform("subsample", 0.6, 1.0),
+    "colsample_bytree": hp.uniform("colsample_bytree", 0.5, 1.0),
+    "reg_lambda": hp.loguniform("reg_lambda", math.log(1e-3), math.log(10)),
+    "reg_alpha": hp.loguniform("reg_alpha", math.log(1e-4), math.log(1)),
+    "gamma": hp.uniform("gamma", 0.0, 2.0),
+}
+
+
+@dataclass
+class Split:
+    """Encoded train/validation/test matrices of one data set, plus the clean test rows for examples."""
+
+    spec: FeatureSpec
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_valid: np.ndarray
+    y_valid: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    test_frame: pd.DataFrame
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+def resolve_spec(spec: FeatureSpec, frame: pd.DataFrame) -> FeatureSpec:
+    """Learn categories the spec leaves open from the training data."""
+    return spec.resolve({c: frame[c].dropna().unique() for c in spec.categorical})
+
+
+def split_data(frame: pd.DataFrame, spec: FeatureSpec, seed: int, valid: float = 0.2, test: float = 0.2) -> Split:
+    """Stratified train/validation/test split (60/20/20 by default), then encoding with the resolved spec."""
+    spec = resolve_spec(spec, frame)
+    labels = frame[LABEL].to_numpy()
+    if min(np.bincount(labels.astype(int), minlength=2)) < 5:
+        raise ValueError("too few rows of the minority class to split stratified (need at least 5)")
+    rest, test_frame = train_test_split(frame, test_size=test, stratify=labels, random_state=seed)
+    train_frame, valid_frame = train_test_split(
+        rest, test_size=valid / (1 - test), stratify=rest[LABEL], random_state=seed
+    )
+    encoder = FeatureEncoder(spec)
+    return Split(
+        spec=spec,
+        x_train=encoder.encode_frame(train_frame),
+        y_train=train_frame[LABEL].to_numpy(),
+        x_valid=encoder.encode_frame(valid_frame),
+        y_valid=valid_frame[LABEL].to_numpy(),
+        x_test=encoder.encode_frame(test_frame),
+        y_test=test_frame[LABEL].to_numpy(),
+        test_frame=test_frame.reset_index(drop=True),
+        sizes={"train": len(train_frame), "valid": len(valid_frame), "test": len(test_frame)},
+    )
+
+
+def booster_params(params: dict[str, Any], seed: int, nthread: int) -> dict[str, Any]:
+    return {
+        **params,
+        "max_depth": int(params["max_depth"]),
+        "objective": "binary:logistic",
+        "eval_metric": ["logloss", "auc"],
+        "tree_method": "hist",
+        "seed": seed,
+        "nthread": nthread,
+    }
+
+
+@dataclass
+class TrialResult:
+    booster: xgb.Booster
+    params: dict[str, Any]
+    best_rounds: int
+    metrics: dict[str, float]
+
+
+def fit_trial(split: Split, params: dict[str, Any], seed: int, nthread: int) -> TrialResult:
+    """Fit on train with early stopping on validation; report validation AUC, log loss and fit time."""
+    started = time.perf_counter()
+    dtrain = xgb.DMatrix(split.x_train, label=split.y_train, feature_names=None)
+    dvalid = xgb.DMatrix(split.x_valid, label=split.y_valid)
+    booster = xgb.train(
+        booster_params(params, seed, nthread),
+        dtrain,
+        num_boost_round=MAX_ROUNDS,
+        evals=[(dvalid, "valid")],
+        early_stopping_rounds=EARLY_STOPPING,
+        verbose_eval=False,
+    )
+    fit_seconds = time.perf_counter() - started
+    best_rounds = booster.best_iteration + 1
+    predicted = booster.predict(dvalid, iteration_range=(0, best_rounds))
+    metrics = {
+        "valid_auc": float(roc_auc_score(split.y_valid, predicted)),
+        "valid_logloss": float(log_loss(split.y_valid, predicted, labels=[0, 1])),
+        "fit_seconds": fit_seconds,
+        "best_rounds": float(best_rounds),
+    }
+    return TrialResult(booster=booster, params=params, best_rounds=best_rounds, metrics=metrics)
+
+
+def refit(split: Split, params: dict[str, Any], rounds: int, seed: int, nthread: int) -> xgb.Booster:
+    """Refit the best parameters on train + validation for the number of rounds early stopping chose."""
+    x = np.vstack([split.x_train, split.x_valid])
+    y = np.concatenate([split.y_train, split.y_valid])
+    # a little more data deserves a few more rounds (the usual 1/(1-valid share) scaling)
+    scaled_rounds = max(1, round(rounds * len(y) / len(split.y_train)))
+    return xgb.train(booster_params(params, seed, nthread), xgb.DMatrix(x, label=y), num_boost_round=scaled_rounds)
+
+
+def score(y_true: np.ndarray, probability: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    predicted = (probability >= threshold).astype(int)
+    return {
+        "roc_auc": float(roc_auc_score(y_true, probability)),
+        "pr_auc": float(average_precision_score(y_true, probability)),
+        "f1": float(f1_score(y_true, predicted, zero_division=0)),
+        "precision": float(precision_score(y_true, predicted, zero_division=0)),
+        "recall": float(recall_score(y_true, predicted, zero_division=0)),
+        "brier": float(brier_score_loss(y_true, probability)),
+        "logloss": float(log_loss(y_true, probability, labels=[0, 1])),
+    }

@@ -1,0 +1,84 @@
+"""The training deployment: `model_tuning_and_uploading` on an interval schedule, served by this process.
+
+Prefect 3 has no agents: `python -m model_orchestration.deployments` registers the deployment and runs its
+scheduled flow runs itself (the native program `train-deployment`, the compose service of the Prefect worker).
+`python -m model_orchestration.deployments trigger` asks the server for one run now and waits for it to be accepted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from mlops.aws import ServiceUnavailable
+from mlops.settings import ConfigurationError, load_settings
+from model_orchestration.train_flow import FLOW_NAME, check_prefect, model_tuning_and_uploading
+
+DEPLOYMENT_NAME = "churn-training"
+FULL_NAME = f"{FLOW_NAME}/{DEPLOYMENT_NAME}"
+
+
+def serve(interval_hours: float, env: str) -> None:
+    model_tuning_and_uploading.serve(
+        name=DEPLOYMENT_NAME,
+        interval=timedelta(hours=interval_hours),
+        parameters={"env": env},
+        tags=["training", env],
+        description="Tune XGBoost with hyperopt, log every trial to MLflow, register the best as 'challenger'.",
+    )
+
+
+def trigger(wait_seconds: float) -> str:
+    """Start one run of the served deployment now; waits until the deployment is registered."""
+    from prefect.deployments import run_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            flow_run = run_deployment(FULL_NAME, timeout=0)
+            return str(flow_run.id)
+        except ObjectNotFound:
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(
+                    f"deployment {FULL_NAME} is not registered after {wait_seconds:.0f}s: is the train-deployment "
+                    "process running? (make apply-model-train-flow starts it)"
+                ) from None
+            time.sleep(1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m model_orchestration.deployments",
+        description=f"Serve the Prefect deployment {FULL_NAME} on its schedule, or trigger one run now.",
+    )
+    parser.add_argument("--env", choices=["local", "cloud"], default=None, help="settings file .env.<env>")
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("serve", help="register the deployment and run its scheduled flow runs (default)")
+    run_now = sub.add_parser("trigger", help="start one flow run of the deployment now")
+    run_now.add_argument("--wait", type=float, default=60, help="seconds to wait for the deployment to appear")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.env)
+        check_prefect(settings.prefect_api_url)
+        with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
+            if args.command == "trigger":
+                run_id = trigger(args.wait)
+                ui = settings.prefect_api_url.removesuffix("/api")
+                print(f"started flow run {run_id} of {FULL_NAME}: {ui}/runs/flow-run/{run_id}")
+            else:
+                print(f"serving {FULL_NAME} every {settings.train_interval_hours:g} h (Ctrl-C to stop)", flush=True)
+                serve(settings.train_interval_hours, settings.env)
+    except (ServiceUnavailable, ConfigurationError) as error:
+        print(f"deployments: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""Prefect flow `model_tuning_and_uploading`: features from S3 -> hyperopt over XGBoost -> MLflow -> registry.
+
+One MLflow run per hyperopt trial (nested under a parent run for the tuning session); the best trial is refit on
+train + validation, scored on the held-out test set and logged in the parent run with its spec and encoders, then
+registered as a new version of the model with the alias `challenger`. The parent run's id is the RUN_ID to serve.
+
+`python -m model_orchestration.train_flow` runs it once in the foreground with a progress bar (`make train`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import requests
+from hyperopt import STATUS_OK, Trials, fmin, space_eval, tpe
+from mlflow.tracking import MlflowClient
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from mlops import aws, registry, training
+from mlops.data import LABEL, DataError
+from mlops.feature_store import FeatureStore, Snapshot
+from mlops.model import MODEL_ARTIFACT, log_model
+from mlops.settings import PROJECT_ROOT, ConfigurationError, Settings, load_settings
+from mlops.spec import FeatureSpec, SpecError
+
+FLOW_NAME = "model_tuning_and_uploading"
+
+
+@dataclass
+class TrainingOutcome:
+    run_id: str
+    model_uri: str
+    version: str
+    test_metrics: dict[str, float]
+    best_params: dict[str, Any]
+    trials: int
+    experiment_url: str
+
+
+def git_commit() -> str:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+@task(name="load features", cache_policy=NONE, retries=2, retry_delay_seconds=3)
+def load_features(settings: Settings, spec: FeatureSpec, data_hash: str | None) -> tuple[pd.DataFrame, Snapshot]:
+    store = FeatureStore(aws.client("s3", settings), settings)
+    snapshot = store.resolve(spec.name, data_hash)
+    frame = store.get_frame(snapshot, "train.parquet")
+    get_run_logger().info("read %d rows from %s", len(frame), snapshot.uri("train.parquet"))
+    return frame, snapshot
+
+
+@task(name="split and encode", cache_policy=NONE)
+def split(frame: pd.DataFrame, spec: FeatureSpec, seed: int) -> training.Split:
+    missing = [c for c in [*spec.feature_columns, LABEL] if c not in frame.columns]
+    if missing:
+        raise DataError(f"stored features lack column(s) {missing} of spec '{spec.name}': re-run make init_aws")
+    return training.split_data(frame, spec, seed)
+
+
+@task(name="tune with hyperopt", cache_policy=NONE)
+def tune(
+    data: training.Split, settings: Settings, max_evals: int, parent_run_id: str, show_progress: bool
+) -> tuple[dict[str, Any], int, float]:
+    """TPE search; every trial is logged as a child run of the tuning session."""
+    logger = get_run_logger()
+    experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    best: dict[str, Any] = {"loss": np.inf}
+
+    def objective(params: dict[str, Any]) -> dict[str, Any]:
+        result = training.fit_trial(data, params, settings.seed, settings.train_threads)
+        trial_number = len(trials.trials)
+        run = client.create_run(
+            experiment_id,
+            tags={"mlflow.parentRunId": parent_run_id, "trial": str(trial_number), "kind": "trial"},
+            run_name=f"trial-{trial_number:03d}",
+        )
+        client.log_batch(
+            run.info.run_id,
+            params=[mlflow.entities.Param(k, str(v)) for k, v in sorted(params.items())],
+            metrics=[mlflow.entities.Metric(k, v, 0, 0) for k, v in result.metrics.items()],
+        )
+        client.set_terminated(run.info.run_id)
+        loss = 1.0 - result.metrics["valid_auc"]
+        if loss < best["loss"]:
+            best.update(loss=loss, rounds=result.best_rounds)
+        if not show_progress:
+            logger.info("trial %d/%d valid AUC %.4f", trial_number, max_evals, result.metrics["valid_auc"])
+        return {"loss": loss, "status": STATUS_OK, "rounds": result.best_rounds}
+
+    trials = Trials()
+    best_point = fmin(
+        objective,
+        training.SEARCH_SPACE,
+        algo=tpe.suggest,
+        max_evals=max_evals,
+        trials=trials,
+        rstate=np.random.default_rng(settings.seed),
+        show_progressbar=show_progress,
+    )
+    best_params = space_eval(training.SEARCH_SPACE, best_point)
+    rounds = trials.best_trial["result"]["rounds"]
+    logger.info("best validation AUC %.4f after %d trials", 1 - trials.best_trial["result"]["loss"], max_evals)
+    return best_params, rounds, 1 - float(trials.best_trial["result"]["loss"])
+
+
+@task(name="refit, score and register", cache_policy=NONE)
+def refit_and_register(
+    data: training.Split, settings: Settings, params: dict[str, Any], rounds: int, run_id: str
+) -> tuple[str, str, dict[str, float]]:
+    booster = training.refit(data, params, rounds, settings.seed, settings.train_threads)
+    test_metrics = training.score(data.y_test, booster.inplace_predict(data.x_test))
+    mlflow.log_params({f"best_{k}": v for k, v in params.items()} | {"best_rounds": rounds})
+    mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
+    with tempfile.TemporaryDirectory() as workdir:
+        info = log_model(booster, data.spec, Path(workdir))
+    model_uri = f"runs:/{run_id}/{MODEL_ARTIFACT}"
+    version = registry.register(
+        MlflowClient(settings.mlflow_tracking_uri), info.model_uri or model_uri, settings.model_name, run_id
+    )
+    get_run_logger().info(
+        "test ROC AUC %.4f; registered %s version %s", test_metrics["roc_auc"], settings.model_name, version
+    )
+    return model_uri, version, test_metrics
+
+
+@flow(name=FLOW_NAME, log_prints=True)
+def model_tuning_and_uploading(
+    max_evals: int | None = None,
+    data_hash: str | None = None,
+    spec_path: str | None = None,
+    env: str | None = None,
+    show_progress: bool = False,
+    settings_overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Tune, log every trial, refit the best, register it as `challenger`. Returns RUN_ID and test metrics.
+
+    `settings_overrides` (field name -> value) win over the environment: tests point the flow at their servers.
+    """
+    settings = load_settings(env, **(settings_overrides or {}))
+    outcome = train(
+        settings, max_evals=max_evals, data_hash=data_hash, spec_path=spec_path, show_progress=show_progress
+    )
+    return outcome.__dict__
+
+
+def train(
+    settings: Settings,
+    max_evals: int | None = None,
+    data_hash: str | None = None,
+    spec_path: str | Path | None = None,
+    show_progress: bool = False,
+) -> TrainingOutcome:
+    """The flow's body (runs inside a flow run): callable from the flow and from tests' flows alike."""
+    spec = FeatureSpec.load(spec_path or settings.feature_spec)
+    max_evals = max_evals or settings.max_evals
+    registry.check_mlflow(settings.mlflow_tracking_uri)
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    experiment = mlflow.set_experiment(settings.mlflow_experiment)
+
+    frame, snapshot = load_features(settings, spec, data_hash)
+    data = split(frame, spec, settings.seed)
+    with mlflow.start_run(run_name=f"{FLOW_NAME}-{spec.name}") as run:
+        mlflow.set_tags(
+            {
+                "kind": "tuning",
+                "data_hash": snapshot.data_hash,
+                "data_uri": snapshot.uri("train.parquet"),
+                "reference_uri": snapshot.uri("reference.parquet"),
+                "git_commit": git_commit(),
+                "spec_name": spec.name,
+                "max_evals": str(max_evals),
+            }
+        )
+        mlflow.log_params({f"rows_{k}": v for k, v in data.sizes.items()} | {"max_evals": max_evals})
+        params, rounds, valid_auc = tune(data, settings, max_evals, run.info.run_id, show_progress)
+        mlflow.log_metric("best_valid_auc", valid_auc)
+        model_uri, version, test_metrics = refit_and_register(data, settings, params, rounds, run.info.run_id)
+    url = f"{settings.mlflow_tracking_uri.rstrip('/')}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
+    return TrainingOutcome(
+        run_id=run.info.run_id,
+        model_uri=model_uri,
+        version=version,
+        test_metrics=test_metrics,
+        best_params=params,
+        trials=max_evals,
+        experiment_url=url,
+    )
+
+
+def already_trained(settings: Settings, spec_path: str | None, data_hash: str | None) -> str | None:
+    """The run id of the served-by-default model if it was trained on the same feature snapshot, else None."""
+    spec = FeatureSpec.load(spec_path or settings.feature_spec)
+    wanted = FeatureStore(aws.client("s3", settings), settings).resolve(spec.name, data_hash).data_hash
+    try:
+        run_id, _ = registry.resolve_run_id(settings.model_copy(update={"run_id": None}))
+    except LookupError:
+        return None
+    tags = MlflowClient(settings.mlflow_tracking_uri).get_run(run_id).data.tags
+    if tags.get("data_hash") != wanted:
+        return None
+    try:
+        registry.download_model(settings, run_id)  # its artifacts must still be there, not just its record
+    except (FileNotFoundError, OSError):
+        return None
+    return run_id
+
+
+def check_prefect(api_url: str) -> None:
+    try:
+        requests.get(f"{api_url.rstrip('/')}/health", timeout=5).raise_for_status()
+    except requests.RequestException as error:
+        raise aws.ServiceUnavailable(
+            f"Prefect is unreachable at PREFECT_API_URL={api_url} ({type(error).__name__}); "
+            "start it (make setup-model-registry) or fix PREFECT_API_URL"
+        ) from error
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m model_orchestration.train_flow",
+        description=f"Run the Prefect flow {FLOW_NAME} once, in the foreground, with a progress bar.",
+    )
+    parser.add_argument("--env", choices=["local", "cloud"], default=None, help="settings file .env.<env>")
+    parser.add_argument("--max-evals", type=int, default=None, help="hyperopt trials (default: MAX_EVALS, 50)")
+    parser.add_argument("--data-hash", default=None, help="feature store snapshot (default: the latest)")
+    parser.add_argument("--spec", default=None, help="feature spec file (default: FEATURE_SPEC)")
+    parser.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="skip training when the registered model was already trained on the latest data (make up)",
+    )
+    args = parser.parse_args(argv)
+    if args.max_evals is not None and args.max_evals < 1:
+        parser.error("--max-evals must be at least 1")
+    try:
+        settings = load_settings(args.env)
+        check_prefect(settings.prefect_api_url)
+        registry.check_mlflow(settings.mlflow_tracking_uri)
+        if args.if_missing:
+            existing = already_trained(settings, args.spec, args.data_hash)
+            if existing:
+                print(f"{settings.model_name} is already trained on the latest data; not training again")
+                print(f"RUN_ID={existing}")
+                return 0
+        with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
+            result = model_tuning_and_uploading(
+                max_evals=args.max_evals,
+                data_hash=args.data_hash,
+                spec_path=args.spec,
+                env=settings.env,
+                show_progress=True,
+            )
+    except (aws.ServiceUnavailable, ConfigurationError, SpecError, DataError, FileNotFoundError) as error:
+        print(f"train: error: {error}", file=sys.stderr)
+        return 2
+    metrics = result["test_metrics"]
+    print(
+        f"\ntest ROC AUC {metrics['roc_auc']:.4f}  PR AUC {metrics['pr_auc']:.4f}  F1 {metrics['f1']:.4f}  "
+        f"Brier {metrics['brier']:.4f}  ({result['trials']} trials)"
+    )
+    print(f"registered {settings.model_name} version {result['version']} as 'challenger'")
+    print(f"MLflow: {result['experiment_url']}")
+    print(f"RUN_ID={result['run_id']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

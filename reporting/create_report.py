@@ -1,0 +1,140 @@
+"""The Prefect flow `create_report`: last window of predictions vs the training reference -> HTML report + index.
+
+    python -m reporting.create_report              # now, over the last REPORT_WINDOW_HOURS (3 h)   (make report)
+    python -m reporting.create_report --hours 24
+
+With fewer than DRIFT_MIN_ROWS predictions in the window it writes nothing, says why, and exits 0 (an idle
+period is not a failure). Every written report's summary also goes into the prediction store (`write_summary`).
+Tasks are thin wrappers over reporting/report.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+
+from mlops.aws import ServiceUnavailable
+from mlops.prediction_log import open_store
+from mlops.settings import ConfigurationError, Settings, load_settings
+from mlops.spec import FeatureSpec
+from monitoring.evidently_service.drift import Reference, prepare_reference
+from monitoring.evidently_service.reference import ReferenceLoader
+from reporting import report
+
+FLOW_NAME = "create_report"
+
+
+@task(name="read predictions", cache_policy=NONE, retries=2, retry_delay_seconds=3)
+def read_window(settings: Settings, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    store = open_store(settings.prediction_log_location)
+    try:
+        return store.read(since, until, None)
+    finally:
+        store.close()
+
+
+@task(name="load reference", cache_policy=NONE, retries=2, retry_delay_seconds=3)
+def load_reference(settings: Settings, spec: FeatureSpec, run_id: str | None) -> Reference:
+    frame, source = ReferenceLoader(settings).load(spec.name, run_id)
+    return prepare_reference(frame, spec, source)
+
+
+@task(name="write report", cache_policy=NONE)
+def write_report(
+    settings: Settings,
+    spec: FeatureSpec,
+    current: Any,
+    reference: Reference,
+    window: tuple[datetime, datetime],
+    created: datetime,
+) -> report.ReportSummary:
+    snapshot, result = report.build_report(current, reference, spec)
+    folder = settings.reports_location
+    filename = report.report_filename(created)
+    report.write_report_html(snapshot, folder / filename)
+    summary = report.summarize(filename, created, window, result, current, reference)
+    report.add_to_manifest(folder, summary)
+    report.write_index(folder, created)
+    return summary
+
+
+@task(name="store summary", cache_policy=NONE, retries=2, retry_delay_seconds=3)
+def store_summary(settings: Settings, summary: dict[str, Any]) -> None:
+    store = open_store(settings.prediction_log_location)
+    try:
+        store.write_summary(summary)
+    finally:
+        store.close()
+
+
+@flow(name=FLOW_NAME, log_prints=True)
+def create_report(
+    hours: float | None = None,
+    env: str | None = None,
+    settings_overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Returns {"status": "written", "summary": {...}, "path": ...} or {"status": "skipped", "reason": ...}."""
+    logger = get_run_logger()
+    settings = load_settings(env, **(settings_overrides or {}))
+    spec = FeatureSpec.load(settings.feature_spec)
+    hours = hours or settings.report_window_hours
+    until = datetime.now(UTC)
+    since = until - timedelta(hours=hours)
+    entries = read_window(settings, since, until)
+    try:
+        report.check_enough(len(entries), settings.drift_min_rows, hours)
+    except report.NotEnoughData as why:
+        logger.warning(str(why))
+        report.write_index(settings.reports_location, until)  # the site exists (and lists older reports)
+        return {"status": "skipped", "reason": str(why), "rows": len(entries)}
+    current = report.entries_to_frame(entries, spec)
+    reference = load_reference(settings, spec, report.main_run_id(current))
+    summary = write_report(settings, spec, current, reference, (since, until), until)
+    store_summary(settings, summary.as_dict())
+    path = settings.reports_location / summary.file
+    logger.info(
+        "report %s: %d rows, drift share %.1f%% (%d features drifted)",
+        path,
+        summary.rows,
+        100 * summary.drift_share,
+        summary.drifted_columns,
+    )
+    return {"status": "written", "summary": summary.as_dict(), "path": str(path)}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from model_orchestration.train_flow import check_prefect
+
+    parser = argparse.ArgumentParser(prog="python -m reporting.create_report", description=__doc__.split("\n")[0])
+    parser.add_argument("--env", choices=["local", "cloud"], default=None, help="settings file .env.<env>")
+    parser.add_argument("--hours", type=float, default=None, help="window to report on (default REPORT_WINDOW_HOURS)")
+    args = parser.parse_args(argv)
+    if args.hours is not None and args.hours <= 0:
+        parser.error("--hours must be positive")
+    try:
+        settings = load_settings(args.env)
+        check_prefect(settings.prefect_api_url)
+        with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
+            outcome = create_report(hours=args.hours, env=settings.env)
+    except (ServiceUnavailable, ConfigurationError, LookupError, FileNotFoundError) as error:
+        print(f"report: error: {error}", file=sys.stderr)
+        return 2
+    if outcome["status"] == "skipped":
+        print(f"report: {outcome['reason']}")
+        return 0
+    print(f"report written: {outcome['path']}")
+    print(f"index: {Path(outcome['path']).parent / report.INDEX}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

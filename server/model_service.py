@@ -1,0 +1,340 @@
+"""ModelService: the one object every entry point (HTTP, Kinesis, batch) uses to validate records and predict.
+
+It loads the model named by RUN_ID (else the registry alias `champion`, else `challenger`), keeps a local
+cache by run id so a restart while MLflow is down still serves the last model, and predicts through the
+booster's `inplace_predict` on a float32 matrix encoded straight from the records by the model's own spec.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlops import registry
+from mlops.aws import ServiceUnavailable
+from mlops.model import ModelBundle
+from mlops.settings import Settings
+from mlops.spec import FeatureSpec
+
+log = logging.getLogger(__name__)
+
+LAST_SERVED = "last-served.json"
+
+
+@dataclass(eq=False)  # not frozen: Python sets __traceback__ on exceptions it raises through `with` blocks
+class RecordError(ValueError):
+    """One bad field of one record: `field` names it, `reason` says what is wrong."""
+
+    field: str
+    reason: str
+    index: int | None = None  # position in a batch
+
+    def __str__(self) -> str:
+        where = f"record {self.index}: " if self.index is not None else ""
+        return f"{where}field '{self.field}': {self.reason}"
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"field": self.field, "reason": self.reason}
+        if self.index is not None:
+            out["index"] = self.index
+        return out
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+COLUMNAR_MIN_ROWS = 32  # below this the row-wise encoder is as fast and has no per-column setup
+
+
+class RecordValidator:
+    """The spec compiled once into lookups, so validating a record costs dict lookups, not spec traversals."""
+
+    def __init__(self, spec: FeatureSpec) -> None:
+        self.spec = spec
+        self.expected = spec.feature_columns
+        self.expected_set = frozenset(self.expected)
+        self.allowed_keys = self.expected_set | ({spec.id_column} if spec.id_column else set())
+        self.numeric = [(c, f.type == "int", f.min, f.max) for c, f in spec.numeric.items()]
+        self.missing_markers = {v.lower() for v in spec.missing_values}
+        self.categories = [
+            (c, spec.categories(c), {v.lower(): v for v in spec.categories(c)})
+            for c in [*spec.categorical, *spec.ordinal]
+        ]
+        self.id_column = spec.id_column
+
+    def __call__(self, record: Any, index: int | None = None) -> dict[str, Any]:
+        if not isinstance(record, Mapping):
+            raise RecordError("(record)", f"must be a JSON object, got {_json_type(record)}", index)
+        keys = record.keys()
+        if keys != self.expected_set:
+            unknown = [k for k in keys if k not in self.allowed_keys]
+            if unknown:
+                raise RecordError(str(unknown[0]), f"unknown field; expected fields are {self.expected}", index)
+            missing = [c for c in self.expected if c not in keys]
+            if missing:
+                raise RecordError(missing[0], "missing field", index)
+        clean: dict[str, Any] = {}
+        for column, whole, low, high in self.numeric:
+            value = record[column]
+            kind = type(value)
+            if (kind is not float and kind is not int) and (
+                isinstance(value, bool) or not isinstance(value, int | float)
+            ):
+                raise RecordError(column, f"must be a number, got {_json_type(value)}", index)
+            # a float (JSON's NaN and Infinity tokens land here too)
+            if kind is not int and not isinstance(value, int):
+                if not math.isfinite(value):
+                    raise RecordError(column, "must be a finite number (NaN and infinity are not allowed)", index)
+                if whole and value != int(value):
+                    raise RecordError(column, f"must be a whole number, got {value}", index)
+            if low is not None and value < low:
+                raise RecordError(column, f"must be >= {low:g}, got {value}", index)
+            if high is not None and value > high:
+                raise RecordError(column, f"must be <= {high:g}, got {value}", index)
+            if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
+                raise RecordError(column, "must be a number within the 32-bit float range", index)
+            clean[column] = value
+        for column, allowed, canonical in self.categories:
+            value = record[column]
+            if value is None:
+                clean[column] = None
+                continue
+            if type(value) is not str:
+                raise RecordError(column, f"must be a string or null, got {_json_type(value)}", index)
+            spelled = canonical.get(value.lower()) if value == value.strip() else None
+            if spelled is None:
+                key = value.strip().lower()
+                if key in self.missing_markers:
+                    clean[column] = None
+                    continue
+                spelled = canonical.get(key)
+                if spelled is None:
+                    raise RecordError(column, f"unknown category {value!r}; expected one of {allowed}", index)
+            clean[column] = spelled
+        if self.id_column and self.id_column in keys:
+            clean[self.id_column] = record[self.id_column]
+        return clean
+
+
+def _json_type(value: Any) -> str:
+    """How a JSON client would name the type it sent (a string, an array, ...), with the value abbreviated."""
+    names = {str: "string", bool: "boolean", list: "array", dict: "object", type(None): "null"}
+    name = names.get(type(value), "number" if isinstance(value, int | float) else type(value).__name__)
+    try:
+        shown = json.dumps(value)
+    except (TypeError, ValueError):
+        shown = repr(value)
+    return f"{name} {shown[:40]}"
+
+
+_VALIDATORS: dict[int, RecordValidator] = {}
+_VALIDATORS_LOCK = threading.Lock()
+
+
+def validator_for(spec: FeatureSpec) -> RecordValidator:
+    """A compiled validator per spec object (it keeps the spec alive, so the id is never reused)."""
+    found = _VALIDATORS.get(id(spec))
+    if found is not None and found.spec is spec:
+        return found
+    with _VALIDATORS_LOCK:
+        if len(_VALIDATORS) > 64:
+            _VALIDATORS.clear()
+        compiled = _VALIDATORS[id(spec)] = RecordValidator(spec)
+    return compiled
+
+
+def validate_record(record: Any, spec: FeatureSpec, index: int | None = None) -> dict[str, Any]:
+    """Check one JSON record against the spec; returns it with categories in their canonical spelling.
+
+    Missing, unknown, wrongly typed, non-finite or out-of-range fields and unseen categories are errors;
+    a category may be null or a missing marker ("Unknown"), which the model treats as missing.
+    """
+    return validator_for(spec)(record, index)
+
+
+class ModelService:
+    """Validate and predict with one loaded model.
+
+    Thread-safe: prediction reads an immutable bundle (the booster is read-only at predict time) and `swap()`
+    replaces the bundle atomically, so a hot reload never mixes two models inside one call.
+    """
+
+    def __init__(self, bundle: ModelBundle, source: str = "") -> None:
+        self._bundle = bundle
+        self._validator = validator_for(bundle.spec)
+        self._swap_lock = threading.Lock()
+        self.source = source  # why this model: "RUN_ID", "alias 'challenger' ...", "cache (MLflow down)"
+
+    @property
+    def bundle(self) -> ModelBundle:
+        return self._bundle
+
+    @property
+    def run_id(self) -> str:
+        return self._bundle.run_id or ""
+
+    @property
+    def spec(self) -> FeatureSpec:
+        return self._bundle.spec
+
+    def swap(self, new_bundle: ModelBundle, source: str = "hot reload") -> ModelBundle:
+        """Serve `new_bundle` from now on (hot reload); returns the old one. Calls in flight finish on it."""
+        validator = validator_for(new_bundle.spec)
+        with self._swap_lock:
+            previous = self._bundle
+            # one attribute store each; a reader takes `self._bundle` once per call
+            self._validator = validator
+            self._bundle = new_bundle
+            self.source = source
+        log.info("model swapped: %s -> %s (%s)", previous.run_id, new_bundle.run_id, source)
+        return previous
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ModelService:
+        """Resolve and load the model; with MLflow down, fall back to the last model served from the cache."""
+        cache_dir = settings.model_cache_dir
+        try:
+            registry.check_mlflow(settings.mlflow_tracking_uri, timeout=3)
+            run_id, why = registry.resolve_run_id(settings)
+            model_dir = registry.download_model(settings, run_id)
+        except ServiceUnavailable as error:
+            run_id = settings.run_id or _last_served(cache_dir)
+            model_dir = registry.cached_model_dir(cache_dir, run_id) if run_id else None
+            if not model_dir or not registry.is_complete(model_dir):
+                raise ServiceUnavailable(f"{error}; and no cached model to fall back on in {cache_dir}") from error
+            why = f"local cache (MLflow unreachable at MLFLOW_TRACKING_URI={settings.mlflow_tracking_uri})"
+            log.warning("serving cached model %s: %s", run_id, error)
+        service = cls(ModelBundle.from_model_dir(model_dir, run_id=run_id, nthread=1), source=why)
+        _remember_served(cache_dir, run_id)
+        log.info("model %s loaded (%s)", run_id, why)
+        return service
+
+    # ------------------------------------------------------------------ predicting
+    def validate(self, records: Sequence[Any], indexed: bool | None = None) -> list[dict[str, Any]]:
+        """Validate every record; the first bad one raises RecordError.
+
+        `indexed`: put the record's position in errors (default: only when there is more than one record).
+        """
+        check = self._validator
+        with_index = len(records) > 1 if indexed is None else indexed
+        if with_index:
+            return [check(record, i) for i, record in enumerate(records)]
+        return [check(record, None) for record in records]
+
+    def predict_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Probabilities for validated records, in order: one encode, one `inplace_predict`."""
+        return self.predict_with_run(records)[0]
+
+    def predict_with_run(self, records: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, str]:
+        """Probabilities and the run id of the model that produced them (the same one even during a swap)."""
+        bundle = self._bundle
+        if not records:
+            return np.empty(0, dtype=np.float64), bundle.run_id or ""
+        encoder = bundle.encoder
+        if len(records) >= COLUMNAR_MIN_ROWS:
+            matrix = encoder.encode_columnar(records)
+        else:
+            matrix = encoder.encode_records(records)
+        return bundle.predict_encoded(matrix), bundle.run_id or ""
+
+
+def _last_served(cache_dir: Path) -> str | None:
+    marker = cache_dir / LAST_SERVED
+    try:
+        return json.loads(marker.read_text())["run_id"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _remember_served(cache_dir: Path, run_id: str) -> None:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    temporary = cache_dir / f".{LAST_SERVED}.tmp"
+    temporary.write_text(json.dumps({"run_id": run_id}))
+    temporary.replace(cache_dir / LAST_SERVED)
+
+
+# ---------------------------------------------------------------------------------------------- hot model switch
+def load_bundle(settings: Settings, run_id: str) -> ModelBundle:
+    """The bundle of `run_id`, from the local cache (downloaded from MLflow first if it is not there)."""
+    model_dir = registry.cached_model_dir(settings.model_cache_dir, run_id)
+    if not registry.is_complete(model_dir):
+        model_dir = registry.download_model(settings, run_id)
+    return ModelBundle.from_model_dir(model_dir, run_id=run_id, nthread=1)
+
+
+def resolve_for_reload(settings: Settings) -> tuple[ModelBundle, str]:
+    """Re-resolve RUN_ID / alias against MLflow and load that model (cached for the other workers and restarts)."""
+    registry.check_mlflow(settings.mlflow_tracking_uri, timeout=3)
+    run_id, why = registry.resolve_run_id(settings)
+    bundle = load_bundle(settings, run_id)
+    _remember_served(settings.model_cache_dir, run_id)
+    return bundle, f"{why}; hot reload"
+
+
+class SwitchBoard:
+    """Keeps every worker of one API on the model chosen by the last reload: one small file, checked per request.
+
+    Why a file checked on each request (one `os.stat`, ~2 us) rather than a signal or a polling thread: a client
+    that got an answer from the new model can never get the old one afterwards from another worker, because that
+    worker sees the file (published before the first new answer) before it answers. The file is replaced by
+    rename, so a reader sees the old order or the new one, never half.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._seen: tuple[int, int] | None = None
+        self.generation = 0
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            found = self.path.stat()
+        except OSError:
+            return None
+        return (found.st_ino, found.st_mtime_ns)
+
+    def pending(self) -> dict[str, Any] | None:
+        """The newest reload order if this worker has not applied it yet (cheap when nothing changed)."""
+        stamp = self._stamp()
+        if stamp is None or stamp == self._seen:
+            return None
+        try:
+            order = json.loads(self.path.read_text())
+            generation = int(order["generation"])
+            str(order["run_id"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if generation <= self.generation:
+            self._seen = stamp
+            return None
+        order["_stamp"] = stamp
+        return order
+
+    def applied(self, order: Mapping[str, Any]) -> None:
+        self.generation = int(order["generation"])
+        self._seen = order.get("_stamp") or self._stamp()
+
+    def publish(self, run_id: str, source: str) -> dict[str, Any]:
+        """Write the next order (generation + 1) atomically; the caller swaps its own model right after."""
+        current = 0
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            current = int(json.loads(self.path.read_text())["generation"])
+        order: dict[str, Any] = {"generation": max(current, self.generation) + 1, "run_id": run_id, "source": source}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(order))
+        temporary.replace(self.path)
+        order["_stamp"] = self._stamp()
+        return order
+
+    def clear(self) -> None:
+        """A fresh start (new master, SIGHUP): settings decide again, not an older reload."""
+        self.path.unlink(missing_ok=True)

@@ -1,0 +1,561 @@
+"""The HTTP API: POST /predict, GET /health, GET /metrics, GET /openapi.json (Flask, served by gunicorn).
+
+`create_app(settings)` builds the app without side effects at import; `main()` (`python -m server.predict_api`)
+runs it under gunicorn on API_HOST:API_PORT with API_WORKERS workers, each loading the model once after the fork.
+
+Every bad input is an answer, never a crash: a 4xx JSON body `{"error", "field", "reason"}` (plus `index` for a
+record of a batch). A catch-all turns a true bug into a JSON 500 without a stack trace. Every response carries
+`X-Request-ID` (the client's, if it sent a sane one, else a new one).
+
+Access (server.access): `x-api-key` when API_KEY is set (always with env=cloud), RATE_LIMIT per key -> 429; a
+refused call never reaches the model or the prediction log. Hot reload: `POST /admin/reload` (behind the key)
+re-resolves RUN_ID / alias, loads the model, swaps it atomically, and tells the other workers through a
+SwitchBoard file they check on every request; SIGHUP to the gunicorn master replaces the workers gracefully.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from mlops.settings import Settings, load_settings
+from mlops.spec import FeatureSpec
+
+if TYPE_CHECKING:
+    from server.model_service import ModelService
+    from server.sinks import PredictionSink
+
+log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+LOAD_RETRY_S = 5.0
+STATE_KEY = "churn_api"
+MAX_SAFE_INTEGER = 2**53 - 1
+
+
+class ApiError(Exception):
+    """A client error with the HTTP status, the field at fault (or None) and the reason."""
+
+    def __init__(self, status: int, error: str, reason: str, field: str | None = None, index: int | None = None):
+        super().__init__(reason)
+        self.status, self.error, self.reason, self.field, self.index = status, error, reason, field, index
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.error, "field": self.field, "reason": self.reason}
+        if self.index is not None:
+            out["index"] = self.index
+        return out
+
+
+@lru_cache(maxsize=1)
+def api_metrics() -> Any:
+    """Created once per process, on first use (after PROMETHEUS_MULTIPROC_DIR is set by `main`)."""
+    from prometheus_client import Counter, Gauge, Histogram
+
+    class Metrics:
+        requests = Counter("predict_api_requests_total", "HTTP requests by endpoint and status", ["endpoint", "status"])
+        latency = Histogram(
+            "predict_api_request_duration_seconds",
+            "Time to answer a request, by endpoint",
+            ["endpoint"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+        predictions = Histogram(
+            "predict_api_prediction_churn_chance",
+            "Predicted churn chance of every record answered",
+            buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
+        )
+        records = Counter("predict_api_predicted_records_total", "Records scored (a batch counts each record)")
+        model_info = Gauge(
+            "predict_api_model_info",
+            "The model being served (1 for the loaded run id)",
+            ["run_id", "source"],
+            multiprocess_mode="livemax",
+        )
+        model_loaded = Gauge("predict_api_model_loaded", "1 once this worker has a model", multiprocess_mode="livemin")
+
+    return Metrics
+
+
+class ApiState:
+    """What the app holds: settings, the (possibly not yet loaded) service and the sinks."""
+
+    def __init__(self, settings: Settings, service: ModelService | None, sinks: Sequence[PredictionSink]):
+        self.settings = settings
+        self.service = service
+        self.switch: Any = None  # SwitchBoard shared by the workers of one server (None in-process)
+        self._switch_lock = threading.Lock()
+        self.sinks: list[PredictionSink] = list(sinks)
+        self.load_error: str | None = None
+        self.internal_errors = 0  # true bugs answered with a 500; tests assert bad inputs never get here
+        self._stop = threading.Event()
+        self.metrics_registry: Any = None
+        if service is not None:
+            _publish_model(service)
+
+    def load_in_background(self) -> None:
+        """Load the model off the request path, retrying until MLflow (or the cache) gives one."""
+
+        def load() -> None:
+            from server.model_service import ModelService
+
+            while not self._stop.is_set():
+                try:
+                    self.service = ModelService.from_settings(self.settings)
+                except Exception as error:  # MLflow down, no alias yet, ...: /health says why
+                    first_line = (str(error).strip().splitlines() or [""])[0][:500]
+                    self.load_error = f"{type(error).__name__}: {first_line}"
+                    log.warning("model not loaded yet (retrying in %.0fs): %s", LOAD_RETRY_S, self.load_error)
+                    self._stop.wait(LOAD_RETRY_S)
+                    continue
+                self.load_error = None
+                _publish_model(self.service)
+                self.follow_switch()
+                return
+
+        threading.Thread(target=load, name="model-loader", daemon=True).start()
+
+    def follow_switch(self) -> None:
+        """Apply a reload another worker published (one stat per call when nothing changed)."""
+        if self.switch is None or self.service is None or self.switch.pending() is None:
+            return
+        from server.model_service import load_bundle
+
+        with self._switch_lock:
+            order = self.switch.pending()
+            if order is None or self.service is None:
+                return
+            try:
+                if order["run_id"] != self.service.run_id:
+                    self.service.swap(load_bundle(self.settings, order["run_id"]), str(order.get("source", "reload")))
+                    _publish_model(self.service)
+            except Exception as error:  # keep serving the model we have; say why once per order
+                log.error(
+                    "hot reload to run %s failed, still serving %s: %s", order["run_id"], self.service.run_id, error
+                )
+            self.switch.applied(order)
+
+    def reload(self, fresh: Settings) -> dict[str, Any]:
+        """Re-resolve and load the model of `fresh` settings, publish it to the other workers, then swap ours."""
+        from server.model_service import ModelService, resolve_for_reload
+
+        bundle, source = resolve_for_reload(fresh)
+        with self._switch_lock:
+            previous = self.service.run_id if self.service else None
+            order = self.switch.publish(bundle.run_id or "", source) if self.switch is not None else None
+            if self.service is None:
+                self.service = ModelService(bundle, source)
+            else:
+                self.service.swap(bundle, source)
+            if order is not None:
+                self.switch.applied(order)
+            _publish_model(self.service)
+        return {
+            "model_run_id": bundle.run_id,
+            "previous_run_id": previous,
+            "source": source,
+            "generation": order["generation"] if order else None,
+        }
+
+    def close(self, timeout: float = 5.0) -> None:
+        from server.sinks import close_all
+
+        self._stop.set()
+        close_all(self.sinks, timeout)
+
+
+def _publish_model(service: ModelService) -> None:
+    metrics = api_metrics()
+    metrics.model_info.labels(run_id=service.run_id, source=service.source).set(1)
+    metrics.model_loaded.set(1)
+
+
+def default_sinks(settings: Settings, state: ApiState) -> list[PredictionSink]:
+    """The prediction log always; the drift service when DRIFT_SERVICE_URL is set."""
+    from mlops.prediction_log import open_prediction_log
+    from server.sinks import DriftSink, PredictionLogSink
+
+    sinks: list[PredictionSink] = [PredictionLogSink(open_prediction_log(settings))]
+    if settings.drift_service_url:
+
+        def dataset() -> str:
+            return state.service.spec.name if state.service else "unknown"
+
+        sinks.append(DriftSink(settings.drift_service_url, dataset))
+    return sinks
+
+
+def create_app(
+    settings: Settings,
+    service: ModelService | None = None,
+    sinks: Sequence[PredictionSink] | None = None,
+    multiprocess_dir: Path | None = None,
+    switch_file: Path | None = None,
+    reread_settings: Callable[[], Settings] | None = None,
+) -> Flask:
+    """The API. With no `service`, the model loads in a background thread (/health is 503 until it is there).
+
+    `sinks=None` means the defaults of `settings` (prediction log, drift service); pass `[]` for none.
+    `multiprocess_dir`: PROMETHEUS_MULTIPROC_DIR when running under gunicorn, so /metrics adds up all workers.
+    `switch_file`: the SwitchBoard file the workers of one server share for hot reloads.
+    `reread_settings`: fresh settings for `POST /admin/reload` (env file re-read); default: `settings` as given.
+    """
+    from server.access import AccessDenied, AccessPolicy, install_rate_limit
+
+    access = AccessPolicy(settings)  # refuses env=cloud without API_KEY and a malformed RATE_LIMIT
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    state = ApiState(settings, service, [])
+    state.sinks = list(sinks) if sinks is not None else default_sinks(settings, state)
+    if switch_file is not None:
+        from server.model_service import SwitchBoard
+
+        state.switch = SwitchBoard(switch_file)
+    if service is None:
+        state.load_in_background()
+    if multiprocess_dir is not None:
+        from prometheus_client import CollectorRegistry, multiprocess
+
+        state.metrics_registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(state.metrics_registry, path=str(multiprocess_dir))
+    app.extensions[STATE_KEY] = state
+    metrics = api_metrics()
+
+    # ------------------------------------------------------------------ request id, timing, metrics
+    @app.before_request
+    def start() -> None:
+        g.started = time.perf_counter()
+        given = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = given if _SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+        access.check(request.path, request.headers.get("x-api-key"))  # before the limiter: refused keys cost nothing
+
+    install_rate_limit(app, settings)  # its before_request runs after `start`
+
+    @app.after_request
+    def finish(response: Response) -> Response:
+        response.headers[REQUEST_ID_HEADER] = getattr(g, "request_id", None) or uuid.uuid4().hex
+        if response.status_code in REFUSED_BEFORE_BODY:
+            _keep_connection_usable(response)
+        endpoint = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
+        metrics.requests.labels(endpoint=endpoint, status=str(response.status_code)).inc()
+        if hasattr(g, "started"):
+            metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - g.started)
+        return response
+
+    # ------------------------------------------------------------------ errors: always JSON
+    @app.errorhandler(ApiError)
+    def api_error(error: ApiError) -> tuple[dict[str, Any], int]:
+        return error.body(), error.status
+
+    @app.errorhandler(AccessDenied)
+    def access_denied(error: AccessDenied) -> tuple[dict[str, Any], int, dict[str, str]]:
+        headers = {"WWW-Authenticate": 'ApiKey header="x-api-key"'} if error.status == 401 else {}
+        return {"error": error.error, "field": "x-api-key", "reason": error.reason}, error.status, headers
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_: RequestEntityTooLarge) -> tuple[dict[str, Any], int]:
+        return ApiError(
+            413, "body too large", f"the body may hold at most {settings.max_body_bytes} bytes", "(body)"
+        ).body(), 413
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> tuple[dict[str, Any], int]:
+        status = error.code or 500
+        if status == 429:  # flask-limiter; it adds Retry-After and X-RateLimit-* after the request
+            reason = f"rate limit of {error.description} per API key exceeded; retry after the Retry-After seconds"
+            return {"error": "too many requests", "field": "x-api-key", "reason": reason}, 429
+        return {"error": error.name.lower(), "field": None, "reason": error.description}, status
+
+    @app.errorhandler(Exception)
+    def internal_error(error: Exception) -> tuple[dict[str, Any], int]:
+        state.internal_errors += 1
+        log.exception(
+            "unexpected error answering %s %s (request id %s)", request.method, request.path, g.get("request_id")
+        )
+        return {
+            "error": "internal error",
+            "field": None,
+            "reason": f"unexpected server error; the server log has the details under request id {g.get('request_id')}",
+        }, 500
+
+    # ------------------------------------------------------------------ endpoints
+    @app.post("/predict")
+    def predict() -> Any:
+        state.follow_switch()
+        current = state.service
+        if current is None:
+            raise ApiError(503, "model not loaded", state.load_error or "the model is still loading", None)
+        records, single = _parse_body(request.get_data(cache=False), settings.max_batch_records)
+        from server.model_service import RecordError
+
+        try:
+            valid = current.validate(records, indexed=not single)
+        except RecordError as error:
+            raise ApiError(422, "invalid record", error.reason, error.field, error.index) from None
+        probabilities, run_id = current.predict_with_run(valid)
+        metrics.records.inc(len(valid))
+        for p in probabilities:
+            metrics.predictions.observe(p)
+        _to_sinks(state, valid, probabilities, run_id)
+        if single:
+            return {"churn chance": float(probabilities[0]), "model_run_id": run_id}
+        return Response(
+            json.dumps([{"churn chance": float(p), "model_run_id": run_id} for p in probabilities]),
+            mimetype="application/json",
+        )
+
+    @app.get("/health")
+    def health() -> tuple[dict[str, Any], int]:
+        state.follow_switch()
+        current = state.service
+        if current is None:
+            return {"status": "loading", "reason": state.load_error or "the model is still loading"}, 503
+        return {
+            "status": "ok",
+            "model_run_id": current.run_id,
+            "source": current.source,
+            "spec": current.spec.name,
+        }, 200
+
+    @app.post("/admin/reload")
+    def admin_reload() -> tuple[dict[str, Any], int]:
+        if not access.admin_allowed():
+            raise ApiError(
+                403, "admin disabled", "set API_KEY to enable /admin/reload (it is only served behind a key)"
+            )
+        fresh = reread_settings() if reread_settings is not None else settings
+        try:
+            answer = state.reload(fresh)
+        except Exception as error:  # MLflow down, no alias, artifacts gone: keep serving, say why
+            log.warning("hot reload failed, still serving %s: %s", state.service and state.service.run_id, error)
+            first = (str(error).strip().splitlines() or [""])[0][:500]
+            raise ApiError(
+                503, "reload failed", f"{type(error).__name__}: {first}; still serving the previous model"
+            ) from None
+        log.info("hot reload: %s", answer)
+        return answer, 200
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+        return Response(generate_latest(state.metrics_registry or REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.get("/openapi.json")
+    def openapi() -> Any:
+        current = state.service
+        if current is None:
+            raise ApiError(503, "model not loaded", "the schema comes from the model's spec; it is still loading")
+        return openapi_document(current.spec, settings.max_batch_records, settings.max_body_bytes)
+
+    return app
+
+
+def record_schema(spec: FeatureSpec) -> dict[str, Any]:
+    """JSON Schema of one record, from the spec: every field, its type, its range or its categories."""
+    from server.model_service import FLOAT32_MAX
+
+    properties: dict[str, Any] = {}
+    for column, feature in spec.numeric.items():
+        schema: dict[str, Any] = {"type": "integer" if feature.type == "int" else "number"}
+        # unbounded sides get the 32-bit float range the validator enforces (found by schemathesis: the
+        # document promised more than the API takes)
+        bound = MAX_SAFE_INTEGER if feature.type == "int" else FLOAT32_MAX  # ints: JSON's exact range
+        schema["minimum"] = feature.min if feature.min is not None else -bound
+        schema["maximum"] = feature.max if feature.max is not None else bound
+        properties[column] = schema
+    for column in [*spec.categorical, *spec.ordinal]:
+        kind = "ordinal (ordered)" if column in spec.ordinal else "categorical"
+        properties[column] = {
+            "type": ["string", "null"],
+            "enum": [*spec.categories(column), *spec.missing_values, None],
+            "description": f"{kind}; matched case-insensitively; null or {spec.missing_values} mean missing",
+        }
+    if spec.id_column:
+        properties[spec.id_column] = {
+            "type": ["integer", "string"],
+            "description": "optional client id; not a model input",
+        }
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": spec.feature_columns,
+        "additionalProperties": False,
+    }
+
+
+def openapi_document(spec: FeatureSpec, max_records: int, max_body_bytes: int) -> dict[str, Any]:
+    """OpenAPI 3.1 description of this API for the served model's spec (so it can never drift from validation)."""
+    error = {"$ref": "#/components/schemas/Error"}
+    prediction = {"$ref": "#/components/schemas/Prediction"}
+
+    def answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+        return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": f"Churn prediction API ({spec.name})",
+            "version": "1",
+            "description": "Churn chance of credit-card customers. Every response carries X-Request-ID.",
+        },
+        "paths": {
+            "/predict": {
+                "post": {
+                    "summary": "Churn chance of one record, or of a list of records (answered in order)",
+                    "requestBody": {
+                        "required": True,
+                        "description": f"at most {max_body_bytes} bytes",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        {"$ref": "#/components/schemas/Record"},
+                                        {
+                                            "type": "array",
+                                            "items": {"$ref": "#/components/schemas/Record"},
+                                            "minItems": 1,
+                                            "maxItems": max_records,
+                                        },
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": answer("churn chance", {"oneOf": [prediction, {"type": "array", "items": prediction}]}),
+                        "400": answer("the body is not JSON, not an object or list, or an empty list", error),
+                        "413": answer("the body or the list is too large", error),
+                        "422": answer("a record is invalid: the field and the reason are named", error),
+                        "503": answer("the model is not loaded yet", error),
+                    },
+                }
+            },
+            "/health": {
+                "get": {
+                    "summary": "200 once a model is loaded (its run id and where it came from); 503 before",
+                    "responses": {"200": {"description": "ready"}, "503": {"description": "model not loaded"}},
+                }
+            },
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text"}}}},
+            "/openapi.json": {"get": {"summary": "this document", "responses": {"200": {"description": "JSON"}}}},
+        },
+        "components": {
+            "schemas": {
+                "Record": record_schema(spec),
+                "Prediction": {
+                    "type": "object",
+                    "properties": {
+                        "churn chance": {"type": "number", "minimum": 0, "maximum": 1},
+                        "model_run_id": {"type": "string"},
+                    },
+                    "required": ["churn chance", "model_run_id"],
+                },
+                "Error": {
+                    "type": "object",
+                    "properties": {
+                        "error": {"type": "string"},
+                        "field": {"type": ["string", "null"]},
+                        "reason": {"type": "string"},
+                        "index": {"type": "integer", "description": "position of the bad record in a batch"},
+                    },
+                    "required": ["error", "field", "reason"],
+                },
+            }
+        },
+    }
+
+
+def _parse_body(body: bytes, max_records: int) -> tuple[list[Any], bool]:
+    """The JSON body as a list of records and whether it was a single object. Every failure is an ApiError."""
+    if not body.strip():
+        raise ApiError(400, "invalid JSON", "the body is empty; send a JSON object or a list of objects", "(body)")
+    try:
+        parsed = json.loads(body)
+    except RecursionError:
+        raise ApiError(400, "invalid JSON", "the body is nested too deeply", "(body)") from None
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        raise ApiError(400, "invalid JSON", f"the body is not valid JSON: {error}", "(body)") from None
+    if isinstance(parsed, dict):
+        return [parsed], True
+    if isinstance(parsed, list):
+        if not parsed:
+            raise ApiError(400, "empty list", "send at least one record", "(body)")
+        if len(parsed) > max_records:
+            raise ApiError(
+                413, "too many records", f"a batch may hold at most {max_records} records, got {len(parsed)}", "(body)"
+            )
+        return parsed, False
+    raise ApiError(
+        400, "invalid body", f"expected a JSON object or a list of objects, got {type(parsed).__name__}", "(body)"
+    )
+
+
+REFUSED_BEFORE_BODY = frozenset({401, 403, 429})
+DRAIN_LIMIT_BYTES = 64 * 1024
+
+
+def _keep_connection_usable(response: Response) -> None:
+    """A call refused before its body was read: read a small body so the keep-alive connection stays in step;
+    a large one is not worth reading for a refused caller, so the connection closes instead."""
+    try:
+        length = request.content_length
+        if length is not None and length <= DRAIN_LIMIT_BYTES:
+            request.get_data(cache=False)
+            return
+    except Exception:  # a broken body: the connection cannot be reused anyway
+        log.debug("could not drain a refused request's body", exc_info=True)
+    response.headers["Connection"] = "close"
+
+
+def _to_sinks(state: ApiState, records: list[dict[str, Any]], probabilities: Any, run_id: str) -> None:
+    if not state.sinks:
+        return
+    from mlops.prediction_log import make_entry
+    from server.sinks import submit_all
+
+    request_id = g.request_id
+    entries = [make_entry(r, p, run_id, "http", request_id) for r, p in zip(records, probabilities, strict=True)]
+    submit_all(state.sinks, entries)
+
+
+def close_app(app: Any) -> None:
+    """Drain the app's sinks (prediction log, drift); gunicorn calls this when a worker exits."""
+    state = getattr(app, "extensions", {}).get(STATE_KEY)
+    if state is not None:
+        state.close()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m server.predict_api [--host H] [--port P] [--workers N]`: gunicorn with our config."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m server.predict_api", description=__doc__.split("\n")[0])
+    parser.add_argument("--env", choices=["local", "cloud"], default=None)
+    parser.add_argument("--host", default=None, help="default: API_HOST")
+    parser.add_argument("--port", type=int, default=None, help="default: API_PORT")
+    parser.add_argument("--workers", type=int, default=None, help="default: API_WORKERS")
+    args = parser.parse_args(argv)
+    overrides = {
+        k: v for k, v in {"api_host": args.host, "api_port": args.port, "api_workers": args.workers}.items() if v
+    }
+    from server.gunicorn_app import run
+
+    run(load_settings(args.env, **overrides), reread=lambda: load_settings(args.env, **overrides))
+
+
+if __name__ == "__main__":
+    main()

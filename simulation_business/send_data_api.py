@@ -1,0 +1,110 @@
+"""Act like the business over HTTP: POST records sampled from the feature store to the predict API, one per interval.
+
+    python -m simulation_business.send_data_api --count 5 --interval 1           # 5 requests, one a second
+    python -m simulation_business.send_data_api --batch 20 --drift --interval 5  # drifted batches, for the dashboards
+
+The URL defaults to http://API_HOST:API_PORT/predict from settings. A down API is reported (naming the setting) and
+the sender keeps going, as a business client would; with --count the exit code says whether every request succeeded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import requests
+
+from mlops.settings import ConfigurationError, Settings, load_settings
+from mlops.spec import FeatureSpec, SpecError
+from simulation_business.sampling import new_request_id, sample
+from simulation_business.source import load_pool
+
+API_KEY_HEADER = "X-API-Key"
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def default_url(settings: Settings) -> str:
+    host = "127.0.0.1" if settings.api_host in ("0.0.0.0", "", "::") else settings.api_host
+    return f"http://{host}:{settings.api_port}/predict"
+
+
+def send_once(
+    session: requests.Session, url: str, records: list[dict[str, Any]], api_key: str | None, timeout: float
+) -> tuple[bool, str]:
+    """POST one record (or a list for a batch); (ok, a line to print)."""
+    request_id = new_request_id()
+    headers = {REQUEST_ID_HEADER: request_id}
+    if api_key:
+        headers[API_KEY_HEADER] = api_key
+    body: Any = records[0] if len(records) == 1 else records
+    try:
+        response = session.post(url, json=body, headers=headers, timeout=timeout)
+    except requests.ConnectionError:
+        return False, f"predict API unreachable at {url}: start it (make setup-model-serve) or fix API_HOST/API_PORT"
+    except requests.Timeout:
+        return False, f"predict API at {url} did not answer within {timeout:g}s"
+    if response.status_code != 200:
+        return False, f"{request_id} HTTP {response.status_code}: {response.text[:300]}"
+    try:
+        answer = response.json()
+    except ValueError:
+        return False, f"{request_id} HTTP 200 but not JSON: {response.text[:200]}"
+    answers = answer if isinstance(answer, list) else [answer]
+    chances = ", ".join(f"{a.get('churn chance', float('nan')):.4f}" for a in answers[:5] if isinstance(a, dict))
+    more = f" (+{len(answers) - 5} more)" if len(answers) > 5 else ""
+    run = answers[0].get("model_run_id", "?") if answers and isinstance(answers[0], dict) else "?"
+    return True, f"{request_id} {len(answers)} record(s): churn chance {chances}{more}; model {run}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m simulation_business.send_data_api",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--env", choices=["local", "cloud"], default=None, help="settings file .env.<env>")
+    parser.add_argument("--url", default=None, help="predict endpoint (default http://API_HOST:API_PORT/predict)")
+    parser.add_argument("--interval", type=float, default=60.0, help="seconds between requests (default 60)")
+    parser.add_argument("--count", type=int, default=0, help="requests to send, then stop (default: forever)")
+    parser.add_argument("--batch", type=int, default=1, help="records per request (>1 sends a JSON list)")
+    parser.add_argument("--drift", action="store_true", help="shift the distributions (for drift demos)")
+    parser.add_argument("--drift-strength", type=float, default=1.0, help="numeric shift in standard deviations")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=float, default=10.0, help="HTTP timeout in seconds")
+    args = parser.parse_args(argv)
+    if args.batch < 1 or args.count < 0 or args.interval < 0:
+        parser.error("--batch must be >= 1, --count and --interval >= 0")
+    try:
+        settings = load_settings(args.env)
+        spec = FeatureSpec.load(settings.feature_spec)
+    except (ConfigurationError, SpecError) as error:
+        print(f"send_data_api: error: {error}", file=sys.stderr)
+        return 2
+    pool, origin = load_pool(settings, spec, args.drift, args.drift_strength, args.seed)
+    url = args.url or default_url(settings)
+    print(f"sending {args.batch} record(s) every {args.interval:g}s to {url} from {origin}", flush=True)
+    rng = np.random.default_rng(args.seed)
+    session = requests.Session()
+    sent = failed = 0
+    try:
+        while not args.count or sent < args.count:
+            ok, line = send_once(session, url, sample(pool, args.batch, rng), settings.api_key, args.timeout)
+            sent += 1
+            failed += not ok
+            print(line, file=sys.stdout if ok else sys.stderr, flush=True)
+            if args.count and sent >= args.count:
+                break
+            time.sleep(args.interval)
+    except KeyboardInterrupt:
+        pass
+    print(json.dumps({"sent": sent, "failed": failed}), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

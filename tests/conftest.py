@@ -1,0 +1,243 @@
+"""Session-wide real servers for integration tests: moto (S3 + Kinesis), MLflow and Prefect on free loopback ports.
+
+One set per test session, started in parallel and torn down at the end; state lives in a temporary folder. Unit tests
+never touch these fixtures, so `pytest tests/unit` starts no server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from mlops.settings import PROJECT_ROOT, Settings, load_settings
+
+VENV_BIN = Path(sys.executable).parent
+TEST_ROWS = 2000
+TEST_TRIALS = 3
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(
+    url: str, timeout: float, process: subprocess.Popen[Any] | None = None, log: Path | None = None
+) -> None:
+    """Poll `url` until it answers below 500; fail early (with the log's tail) if the process dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise RuntimeError(f"process for {url} exited with {process.returncode}:\n{tail}")
+        try:
+            if requests.get(url, timeout=2).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+    raise TimeoutError(f"{url} not ready after {timeout}s:\n{tail}")
+
+
+@dataclass
+class Servers:
+    moto_url: str
+    mlflow_url: str
+    prefect_url: str  # without /api
+    state_dir: Path
+    processes: list[subprocess.Popen[Any]] = field(default_factory=list)
+
+    @property
+    def prefect_api_url(self) -> str:
+        return f"{self.prefect_url}/api"
+
+
+def start_process(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[Any]:
+    """Start a server in its own process group (so teardown kills its children too), logging to `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    handle = log.open("wb")
+    return subprocess.Popen(
+        command,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
+        cwd=PROJECT_ROOT,
+        start_new_session=True,
+    )
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=timeout)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    state = tmp_path_factory.mktemp("platform-state")
+    logs = state / "logs"
+    moto_port, mlflow_port, prefect_port = free_port(), free_port(), free_port()
+    found = Servers(
+        moto_url=f"http://127.0.0.1:{moto_port}",
+        mlflow_url=f"http://127.0.0.1:{mlflow_port}",
+        prefect_url=f"http://127.0.0.1:{prefect_port}",
+        state_dir=state,
+    )
+    (state / "mlflow" / "artifacts").mkdir(parents=True)
+    (state / "prefect").mkdir()
+    moto = start_process([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)], logs / "moto.log")
+    mlflow = start_process(
+        [
+            str(VENV_BIN / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(mlflow_port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{state / 'mlflow' / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(state / "mlflow" / "artifacts"),
+        ],
+        logs / "mlflow.log",
+    )
+    prefect = start_process(
+        [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
+        logs / "prefect.log",
+        env={
+            "PREFECT_HOME": str(state / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_ENABLED": "false",
+        },
+    )
+    found.processes = [moto, mlflow, prefect]
+    try:
+        wait_for_http(f"{found.moto_url}/moto-api/", 60, moto, logs / "moto.log")
+        wait_for_http(f"{found.mlflow_url}/health", 180, mlflow, logs / "mlflow.log")
+        wait_for_http(f"{found.prefect_api_url}/health", 180, prefect, logs / "prefect.log")
+        yield found
+    finally:
+        for process in reversed(found.processes):
+            stop_process(process)
+
+
+@pytest.fixture(scope="session")
+def settings(servers: Servers) -> Settings:
+    """Settings pointing at the session's servers, with their own bucket, state folder and no drift service."""
+    return load_settings(
+        "local",
+        aws_endpoint_url=servers.moto_url,
+        mlflow_tracking_uri=servers.mlflow_url,
+        prefect_api_url=servers.prefect_api_url,
+        state_dir=servers.state_dir,
+        s3_bucket="test-feature-store",
+        drift_service_url=None,
+        run_id=None,
+        api_key=None,
+        max_evals=TEST_TRIALS,
+        train_threads=1,
+    )
+
+
+@pytest.fixture(scope="session")
+def service_env(settings: Settings) -> dict[str, str]:
+    """Environment for a platform process started as a subprocess against the session's servers."""
+    return {
+        **settings.as_env(),
+        "PREFECT_HOME": str(settings.state_dir / "prefect-client"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def feature_snapshot(settings: Settings) -> Any:
+    """Generated data in the feature store; bucket and Kinesis streams created (what `make init_aws` does)."""
+    from mlops.init_aws import create_resources, load_data
+    from mlops.spec import FeatureSpec
+
+    create_resources(settings)
+    return load_data(settings, FeatureSpec.load(settings.feature_spec), None, rows=TEST_ROWS, seed=7)
+
+
+@pytest.fixture(scope="session")
+def trained_run_id(settings: Settings, feature_snapshot: Any) -> str:
+    """A model trained through the real Prefect flow (3 trials) and registered as `challenger`."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from model_orchestration.train_flow import model_tuning_and_uploading
+
+    overrides = {
+        k: (str(v) if isinstance(v, Path) else v)
+        for k, v in settings.model_dump().items()
+        if k
+        in {
+            "aws_endpoint_url",
+            "mlflow_tracking_uri",
+            "prefect_api_url",
+            "state_dir",
+            "s3_bucket",
+            "run_id",
+            "train_threads",
+        }
+    }
+    with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
+        result = model_tuning_and_uploading(max_evals=TEST_TRIALS, env="local", settings_overrides=overrides)
+    return result["run_id"]
+
+
+@pytest.fixture(scope="session")
+def model_service(settings: Settings, trained_run_id: str) -> Any:
+    from server.model_service import ModelService
+
+    service = ModelService.from_settings(settings)
+    assert service.run_id == trained_run_id
+    return service
+
+
+@pytest.fixture(scope="session")
+def sample_records(settings: Settings, model_service: Any) -> list[dict[str, Any]]:
+    """200 valid API records (normalized field names), generated with another seed than the training data."""
+    from mlops.data import clean, generate_bank_churners
+
+    spec = model_service.spec
+    frame = clean(generate_bank_churners(200, seed=99), spec, require_target=False)[spec.feature_columns]
+    frame = frame.astype(object).where(frame.notna(), None)
+    return frame.to_dict("records")
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    """Where tests keep evidence (screenshots, logs) for people to look at; gitignored."""
+    target = PROJECT_ROOT / "test-artifacts"
+    target.mkdir(exist_ok=True)
+    return target
+
+
+def which(binary: str) -> str | None:
+    return shutil.which(binary)

@@ -1,0 +1,216 @@
+"""The HTTP API on real servers: gunicorn (2 workers) on a free port, the model from the test MLflow server.
+
+Its predictions equal the logged pyfunc's; every bad input gets its 4xx (never a 500); every answered prediction
+reaches the prediction log (a real SQLite file) with its request id; /metrics adds up both workers.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import requests
+
+from mlops.prediction_log import SQLiteStore
+from mlops.settings import PROJECT_ROOT, Settings
+from server.model_service import ModelService
+from tests.conftest import VENV_BIN, free_port, start_process, stop_process, wait_for_http
+from tests.unit.test_validation import BAD_RECORDS, GOOD
+
+pytestmark = pytest.mark.integration
+
+MAX_RECORDS = 250
+MAX_BODY = 200_000
+
+
+@dataclass
+class ApiServer:
+    url: str
+    process: subprocess.Popen[Any]
+    log: Path
+    state_dir: Path
+    prediction_log_uri: str
+
+    def store(self) -> SQLiteStore:
+        return SQLiteStore(self.prediction_log_uri)
+
+
+def start_api(service_env: dict[str, str], state_dir: Path, workers: int = 2, **extra: str) -> ApiServer:
+    """`python -m server.predict_api` as the native runtime runs it, on a free port, its own state folder."""
+    port = free_port()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    uri = f"sqlite:///{state_dir / 'predictions.sqlite'}"
+    env = {
+        **service_env,
+        "STATE_DIR": str(state_dir),
+        "PREDICTION_LOG_URI": uri,
+        "DRIFT_SERVICE_URL": "",
+        "API_PORT": str(port),
+        "API_WORKERS": str(workers),
+        "MAX_BATCH_RECORDS": str(MAX_RECORDS),
+        "MAX_BODY_BYTES": str(MAX_BODY),
+        **extra,
+    }
+    log = state_dir / "logs" / f"predict-api-{port}.log"
+    process = start_process([str(VENV_BIN / "python"), "-m", "server.predict_api"], log, env=env)
+    server = ApiServer(f"http://127.0.0.1:{port}", process, log, state_dir, uri)
+    try:
+        wait_for_http(f"{server.url}/health", 120, process, log)
+    except Exception:
+        stop_process(process)
+        raise
+    return server
+
+
+@pytest.fixture(scope="module")
+def api(
+    service_env: dict[str, str], trained_run_id: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiServer]:
+    server = start_api(service_env, tmp_path_factory.mktemp("predict-api"))
+    yield server
+    stop_process(server.process, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def pyfunc(settings: Settings, trained_run_id: str) -> Any:
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    return mlflow.pyfunc.load_model(f"runs:/{trained_run_id}/model")
+
+
+def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(records)
+
+
+# ----------------------------------------------------------------------------------------------- same numbers
+def test_fast_path_equals_the_logged_pyfunc(
+    model_service: ModelService, pyfunc: Any, sample_records: list[dict[str, Any]]
+) -> None:
+    expected = np.asarray(pyfunc.predict(_frame(sample_records)), dtype=np.float64)
+    valid = model_service.validate(sample_records)
+    columnar = model_service.predict_records(valid)  # 200 records: the columnar encoder
+    row_wise = np.concatenate([model_service.predict_records([r]) for r in valid])  # one at a time
+    assert len(expected) == len(sample_records) == len(columnar)
+    np.testing.assert_allclose(columnar, expected, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(row_wise, expected, rtol=0, atol=1e-6)
+    assert 0.0 < expected.min() < expected.max() < 1.0  # a real model, not a constant
+
+
+def test_http_predictions_equal_the_pyfunc(
+    api: ApiServer, pyfunc: Any, sample_records: list[dict[str, Any]], trained_run_id: str
+) -> None:
+    expected = np.asarray(pyfunc.predict(_frame(sample_records)), dtype=np.float64)
+    batch = requests.post(f"{api.url}/predict", json=sample_records, timeout=30)
+    assert batch.status_code == 200
+    answers = batch.json()
+    assert {a["model_run_id"] for a in answers} == {trained_run_id}
+    np.testing.assert_allclose([a["churn chance"] for a in answers], expected, rtol=0, atol=1e-6)
+    with requests.Session() as session:
+        for record, want in list(zip(sample_records, expected, strict=True))[:40]:
+            single = session.post(f"{api.url}/predict", json=record, timeout=10)
+            assert single.status_code == 200
+            assert single.json()["model_run_id"] == trained_run_id
+            assert single.json()["churn chance"] == pytest.approx(want, abs=1e-6)
+
+
+def test_health_openapi_and_metrics(api: ApiServer, trained_run_id: str) -> None:
+    health = requests.get(f"{api.url}/health", timeout=5)
+    assert health.status_code == 200
+    assert health.json()["model_run_id"] == trained_run_id
+    assert "challenger" in health.json()["source"]
+    document = requests.get(f"{api.url}/openapi.json", timeout=5).json()
+    assert document["components"]["schemas"]["Record"]["properties"]["customer_age"]["minimum"] == 18
+    with requests.Session() as session:  # enough requests that both workers answer some
+        for _ in range(30):
+            assert session.post(f"{api.url}/predict", json=GOOD, timeout=5).status_code == 200
+    text = requests.get(f"{api.url}/metrics", timeout=5).text
+    assert f'predict_api_model_info{{run_id="{trained_run_id}"' in text
+    ok = [
+        line
+        for line in text.splitlines()
+        if line.startswith('predict_api_requests_total{endpoint="/predict",status="200"}')
+    ]
+    assert ok and float(ok[0].split()[-1]) >= 30
+    assert "predict_api_request_duration_seconds_bucket" in text
+
+
+# ----------------------------------------------------------------------------------------------- bad input, for real
+def _bad_bodies() -> list[tuple[str, bytes, int, str]]:
+    small = json.dumps(GOOD).encode()
+    return [
+        ("not JSON", b"customer_age=45", 400, "(body)"),
+        ("truncated", small[:-3], 400, "(body)"),
+        ("empty body", b"", 400, "(body)"),
+        ("not UTF-8", b'{"gender": "\xff"}', 400, "(body)"),
+        ("a number", b"42", 400, "(body)"),
+        ("empty list", b"[]", 400, "(body)"),
+        ("list of non-objects", b"[1]", 422, "(record)"),
+        ("NaN token", small.replace(b'"credit_limit": 12691.0', b'"credit_limit": NaN'), 422, "credit_limit"),
+        ("too many records", json.dumps([GOOD] * (MAX_RECORDS + 1)).encode(), 413, "(body)"),
+        ("body too large", json.dumps({**GOOD, "pad": "x" * MAX_BODY}).encode(), 413, "(body)"),
+        ("deep nesting", b"[" * 90_000 + b"]" * 90_000, 400, "(body)"),
+    ]
+
+
+def test_every_bad_input_gets_its_4xx_never_a_500(api: ApiServer) -> None:
+    cases = [(c, json.dumps(r).encode(), 422, f) for c, r, f, _ in BAD_RECORDS] + _bad_bodies()
+    with requests.Session() as session:
+        for case, body, status, field in cases:
+            response = session.post(
+                f"{api.url}/predict", data=body, headers={"Content-Type": "application/json"}, timeout=10
+            )
+            assert response.status_code == status, (case, response.text[:300])
+            answer = response.json()
+            assert answer["field"] == field, case
+            assert answer["reason"], case
+            assert response.headers.get("X-Request-ID"), case
+    text = requests.get(f"{api.url}/metrics", timeout=5).text
+    assert 'status="500"' not in text
+    assert "Traceback" not in api.log.read_text(errors="replace")
+
+
+def test_every_answered_prediction_is_in_the_log_with_its_request_id(
+    api: ApiServer, sample_records: list[dict[str, Any]]
+) -> None:
+    store = api.store()
+    before = store.count()
+    sent: list[str] = []
+    with requests.Session() as session:
+        for record in sample_records[:25]:
+            request_id = uuid.uuid4().hex
+            response = session.post(f"{api.url}/predict", json=[record, record], headers={"X-Request-ID": request_id})
+            assert response.status_code == 200 and response.headers["X-Request-ID"] == request_id
+            sent.append(request_id)
+    _wait_for_count(store, before + 2 * len(sent), timeout=20)
+    logged = [e for e in store.read(pd.Timestamp("2000-01-01").to_pydatetime(), None, None) if e["request_id"] in sent]
+    assert len(logged) == 2 * len(sent)
+    assert {e["request_id"] for e in logged} == set(sent)
+    assert {e["source"] for e in logged} == {"http"}
+    assert all(0 <= e["prediction"] <= 1 and e["input"]["customer_age"] >= 18 for e in logged)
+
+
+def _wait_for_count(store: SQLiteStore, expected: int, timeout: float) -> int:
+    import time
+
+    deadline = time.monotonic() + timeout
+    count = store.count()
+    while count < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+        count = store.count()
+    assert count == expected, f"{count} of {expected} predictions in the log"
+    return count
+
+
+def test_the_native_program_runs_the_same_entry_point() -> None:
+    conf = (PROJECT_ROOT / "native" / "supervisord.conf").read_text()
+    section = conf.split("[program:predict-api]", 1)[1].split("\n[", 1)[0]
+    assert "-m server.predict_api" in section
+    assert "logs/predict-api.log" in section

@@ -1,0 +1,95 @@
+"""The API key check and the rate limit, in-process (Flask test client, no servers, no model)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from mlops.settings import ConfigurationError, load_settings
+from server.access import AccessDenied, AccessPolicy, check_startup, parse_rate_limit
+from server.predict_api import create_app
+
+
+class CountingSink:
+    """Counts what would reach the prediction log."""
+
+    def __init__(self) -> None:
+        self.records: list[Any] = []
+
+    def submit(self, records: Any) -> None:
+        self.records.extend(records)
+
+    def close(self, timeout: float = 5.0) -> None:
+        pass
+
+
+def _settings(**overrides: Any) -> Any:
+    """No MLflow (port 9 is discard) and an empty state folder: the app never gets a model here."""
+    return load_settings(
+        "local",
+        drift_service_url=None,
+        mlflow_tracking_uri="http://127.0.0.1:9",
+        state_dir="/nonexistent-x",
+        **overrides,
+    )
+
+
+def test_cloud_refuses_to_start_without_api_key() -> None:
+    settings = load_settings("cloud", aws_endpoint_url=None, api_key=None)
+    with pytest.raises(ConfigurationError, match="API_KEY"):
+        check_startup(settings)
+    with pytest.raises(ConfigurationError, match="API_KEY"):
+        create_app(settings, sinks=[])
+
+
+def test_cloud_with_a_key_requires_it() -> None:
+    policy = AccessPolicy(load_settings("cloud", aws_endpoint_url=None, api_key="s3cret-key"))
+    assert policy.required
+    with pytest.raises(AccessDenied) as missing:
+        policy.check("/predict", None)
+    assert missing.value.status == 401
+    with pytest.raises(AccessDenied) as wrong:
+        policy.check("/predict", "s3cret-kez")
+    assert wrong.value.status == 403
+    policy.check("/predict", "s3cret-key")
+    policy.check("/health", None)
+    policy.check("/metrics", None)
+
+
+def test_local_without_key_is_open_but_has_no_admin() -> None:
+    policy = AccessPolicy(_settings(api_key=None))
+    policy.check("/predict", None)
+    assert not policy.admin_allowed()
+
+
+@pytest.mark.parametrize("text", ["lots", "600 per fortnight", "/minute"])
+def test_bad_rate_limit_names_the_setting(text: str) -> None:
+    with pytest.raises(ConfigurationError, match="RATE_LIMIT"):
+        parse_rate_limit(text)
+
+
+def test_non_ascii_key_is_a_403_not_a_500() -> None:
+    app = create_app(_settings(api_key="k" * 16), sinks=[])
+    client = app.test_client()
+    response = client.post("/predict", json={}, headers={"x-api-key": "ключ"})
+    assert response.status_code == 403
+
+
+def test_refused_calls_never_reach_a_sink_and_rate_limit_answers_429() -> None:
+    sink = CountingSink()
+    app = create_app(_settings(api_key="the-key", rate_limit="3/minute"), sinks=[sink])
+    client = app.test_client()
+    assert client.post("/predict", json={"a": 1}).status_code == 401
+    assert client.post("/predict", json={"a": 1}, headers={"x-api-key": "nope"}).status_code == 403
+    statuses = [client.post("/predict", json={"a": 1}, headers={"x-api-key": "the-key"}).status_code for _ in range(4)]
+    # no model in this app: allowed calls get 503 (model not loaded), the fourth is over the limit
+    assert statuses == [503, 503, 503, 429]
+    limited = client.post("/predict", json={"a": 1}, headers={"x-api-key": "the-key"})
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) >= 0
+    assert limited.get_json()["field"] == "x-api-key"
+    assert client.get("/health").status_code == 503  # open (and not rate limited): no model yet
+    assert all(client.get("/metrics").status_code == 200 for _ in range(5))
+    assert sink.records == []
+    assert client.post("/admin/reload").status_code == 401

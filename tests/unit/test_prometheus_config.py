@@ -1,0 +1,80 @@
+"""Prometheus config and alert rules pass promtool, and the native render keeps the compose jobs on loopback."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlops.settings import load_settings
+from monitoring.prometheus import native
+
+PROMTOOL = shutil.which("promtool")
+needs_promtool = pytest.mark.skipif(
+    PROMTOOL is None, reason="promtool absent: apt-get install prometheus (Debian package; CI installs it)"
+)
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(PROMTOOL), *args], capture_output=True, text=True, timeout=60)
+
+
+@needs_promtool
+def test_compose_config_passes_promtool() -> None:
+    done = promtool("check", "config", str(native.COMPOSE_CONFIG))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+
+
+@needs_promtool
+def test_rules_pass_promtool() -> None:
+    done = promtool("check", "rules", str(native.RULES))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "6 rules found" in done.stdout
+
+
+@needs_promtool
+def test_native_render_passes_promtool_and_scrapes_loopback(tmp_path: Path) -> None:
+    settings = load_settings("local", api_port=19696, kinesis_metrics_port=19697, drift_port=18085)
+    config = native.render(native.native_targets(settings))
+    path = native.write_config(config, tmp_path / "prometheus.yml")
+    done = promtool("check", "config", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+    assert targets == {
+        "predict-api": ["127.0.0.1:19696"],
+        "serve-kinesis": ["127.0.0.1:19697"],
+        "drift-service": ["127.0.0.1:18085"],
+        "prometheus": ["127.0.0.1:9091"],
+    }
+    assert config["rule_files"] == [str(native.RULES)]
+
+
+def test_compose_config_scrapes_every_service_by_its_compose_name() -> None:
+    config = yaml.safe_load(native.COMPOSE_CONFIG.read_text())
+    targets = {job["job_name"]: job["static_configs"][0]["targets"] for job in config["scrape_configs"]}
+    assert targets["predict-api"] == ["predict-api:9696"]
+    assert targets["serve-kinesis"] == ["serve-kinesis:9697"]
+    assert targets["drift-service"] == ["drift-service:8085"]
+    assert config["rule_files"] == ["rules.yml"]
+
+
+def test_render_refuses_unknown_jobs_and_drops_unlisted_ones() -> None:
+    with pytest.raises(ValueError, match="no job named"):
+        native.render({"nope": ["127.0.0.1:1"]})
+    config = native.render({"drift-service": ["127.0.0.1:2"]}, scrape_interval="1s", evaluation_interval="1s")
+    assert [job["job_name"] for job in config["scrape_configs"]] == ["drift-service"]
+    assert config["global"]["scrape_interval"] == "1s" and config["global"]["evaluation_interval"] == "1s"
+
+
+def test_every_alert_has_a_duration_severity_and_summary() -> None:
+    groups = yaml.safe_load(native.RULES.read_text())["groups"]
+    alerts = {rule["alert"]: rule for group in groups for rule in group["rules"]}
+    assert {"DataDriftDetected", "PredictApiHighErrorRate", "PredictApiHighLatencyP99", "NoPredictions"} <= set(alerts)
+    for name, rule in alerts.items():
+        assert rule.get("for"), name
+        assert rule["labels"]["severity"] in ("warning", "critical"), name
+        assert rule["annotations"]["summary"], name

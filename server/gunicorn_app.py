@@ -5,9 +5,14 @@ Prometheus multiprocess directory; each worker builds the app after the fork (no
 once, with `OMP_NUM_THREADS=1`, and owns its own background writer threads.
 
 A worker loads its model before it accepts connections (falling back to background retries when neither MLflow nor
-the cache has one), so SIGHUP -- gunicorn's graceful reload: new workers, old ones finish their requests -- never
-lets a request meet a worker without a model. On SIGHUP the master re-reads the settings (env file included),
-forgets earlier `/admin/reload` orders and warms the cache with the newly resolved model first.
+the cache has one), so no request meets a worker without a model.
+
+SIGHUP switches the model in place instead of gunicorn's default (new workers, old ones shut down): the master
+re-reads the settings (env file included), resolves RUN_ID / alias, downloads the model into the cache and publishes
+it on the SwitchBoard, which every worker checks before each request (the `/admin/reload` path). Why not replace the
+workers: an old worker closes its idle keep-alive connections when it stops, and a client that sent its next request
+on one at that moment gets "connection reset" -- measured in CI as 2 failed requests out of ~1,500 under load. In
+place, no connection is touched. Settings other than the model (port, workers, key, limits) take effect on restart.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 
 from mlops.settings import Settings
 
@@ -65,15 +71,39 @@ class PredictApiApplication(BaseApplication):  # type: ignore[misc]
         self.reread = reread or (lambda: settings)
         super().__init__()
 
-    def reload(self) -> None:
-        """SIGHUP in the master: fresh settings, no stale reload order, the new model cached before new workers."""
+    def switch_model(self) -> None:
+        """SIGHUP in the master: fresh settings, the model they name cached, then published to every worker.
+
+        Any failure (a broken env file, MLflow down, an unknown RUN_ID) is logged with its cause and the workers keep
+        serving the model they have.
+        """
+        from server.model_service import SwitchBoard, remember_served
+
         try:
-            self.settings = self.reread()
+            fresh = self.reread()
         except Exception as error:  # a broken env file must not take the running server down
-            log.error("SIGHUP: settings not re-read, keeping the previous ones: %s", error)
-        switch_file_for(self.settings).unlink(missing_ok=True)
-        warm_model_cache(self.settings)
-        super().reload()
+            log.error("SIGHUP: settings not re-read, still serving the current model: %s", error)
+            return
+        try:
+            from mlops import registry
+
+            registry.check_mlflow(fresh.mlflow_tracking_uri, timeout=3)
+            run_id, why = registry.resolve_run_id(fresh)
+            registry.download_model(fresh, run_id)
+        except Exception as error:
+            log.error("SIGHUP: no model switch, still serving the current model: %s", error)
+            return
+        self.settings = fresh  # a worker gunicorn starts later (crash, timeout) begins on the same model
+        remember_served(fresh.model_cache_dir, run_id)
+        order = SwitchBoard(switch_file_for(fresh)).publish(run_id, f"{why}; hot reload (SIGHUP)")
+        log.info("SIGHUP: workers switch to run %s (%s), generation %s", run_id, why, order["generation"])
+
+    def run(self) -> None:
+        try:
+            HotSwapArbiter(self).run()
+        except RuntimeError as error:
+            log.error("%s", error)
+            raise SystemExit(1) from None
 
     def load_config(self) -> None:
         for key, value in self.options.items():
@@ -95,6 +125,14 @@ class PredictApiApplication(BaseApplication):  # type: ignore[misc]
             switch_file=switch_file_for(self.settings),
             reread_settings=self.reread,
         )
+
+
+class HotSwapArbiter(Arbiter):  # type: ignore[misc]
+    """gunicorn's master, with SIGHUP meaning "switch the model in place" (see the module docstring)."""
+
+    def handle_hup(self) -> None:
+        self.log.info("Hang up: switching the model in place, workers and connections kept")
+        self.app.switch_model()
 
 
 def warm_model_cache(settings: Settings) -> None:

@@ -214,7 +214,7 @@ class ModelService:
             why = f"local cache (MLflow unreachable at MLFLOW_TRACKING_URI={settings.mlflow_tracking_uri})"
             log.warning("serving cached model %s: %s", run_id, error)
         service = cls(ModelBundle.from_model_dir(model_dir, run_id=run_id, nthread=1), source=why)
-        _remember_served(cache_dir, run_id)
+        remember_served(cache_dir, run_id)
         log.info("model %s loaded (%s)", run_id, why)
         return service
 
@@ -255,7 +255,7 @@ def _last_served(cache_dir: Path) -> str | None:
         return None
 
 
-def _remember_served(cache_dir: Path, run_id: str) -> None:
+def remember_served(cache_dir: Path, run_id: str) -> None:
     cache_dir.mkdir(parents=True, exist_ok=True)
     temporary = cache_dir / f".{LAST_SERVED}.tmp"
     temporary.write_text(json.dumps({"run_id": run_id}))
@@ -276,7 +276,7 @@ def resolve_for_reload(settings: Settings) -> tuple[ModelBundle, str]:
     registry.check_mlflow(settings.mlflow_tracking_uri, timeout=3)
     run_id, why = registry.resolve_run_id(settings)
     bundle = load_bundle(settings, run_id)
-    _remember_served(settings.model_cache_dir, run_id)
+    remember_served(settings.model_cache_dir, run_id)
     return bundle, f"{why}; hot reload"
 
 

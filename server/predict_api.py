@@ -10,7 +10,7 @@ record of a batch). A catch-all turns a true bug into a JSON 500 without a stack
 Access (server.access): `x-api-key` when API_KEY is set (always with env=cloud), RATE_LIMIT per key -> 429; a
 refused call never reaches the model or the prediction log. Hot reload: `POST /admin/reload` (behind the key)
 re-resolves RUN_ID / alias, loads the model, swaps it atomically, and tells the other workers through a
-SwitchBoard file they check on every request; SIGHUP to the gunicorn master replaces the workers gracefully.
+SwitchBoard file they check on every request; SIGHUP to the gunicorn master does the same from the master.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from mlops import aws
-from mlops.data import generate_bank_churners
+from mlops.data import generate_bank_churners, read_raw
 from mlops.feature_store import FeatureStore
 from mlops.init_aws import load_data
 from mlops.model import ModelBundle
@@ -66,6 +66,10 @@ def test_pyfunc_takes_raw_kaggle_rows_and_matches_the_fast_path(settings: Settin
     assert probabilities.shape == (300,) and ((probabilities >= 0) & (probabilities <= 1)).all()
     bundle = ModelBundle.from_model_dir(download_model(settings, trained_run_id))
     np.testing.assert_allclose(bundle.predict_raw(raw), probabilities, atol=1e-6)
+    real = read_raw(PROJECT_ROOT / "tests" / "data" / "bank_churners_kaggle_head.csv")  # verbatim Kaggle rows
+    on_real = np.asarray(pyfunc.predict(real), dtype=float)  # every column, leaks and target included: ignored
+    assert on_real.shape == (len(real),) and ((on_real >= 0) & (on_real <= 1)).all()
+    np.testing.assert_allclose(bundle.predict_raw(real), on_real, atol=1e-6)
 
 
 def test_a_second_spec_trains_and_serves_with_no_code_change(

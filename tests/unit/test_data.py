@@ -118,3 +118,17 @@ def test_content_hash_changes_with_content_only(raw: pd.DataFrame) -> None:
     b = a.copy()
     b.loc[0, "credit_limit"] += 1
     assert content_hash(a) != content_hash(b)
+
+
+def test_rows_of_the_real_kaggle_file_load_unchanged() -> None:
+    """The first rows (and some attrited ones) of the public Kaggle BankChurners.csv, verbatim: unquoted values,
+    '$120K +', 'Post-Graduate', scientific notation in the two leak columns, which are dropped."""
+    path = PROJECT_ROOT / "tests" / "data" / "bank_churners_kaggle_head.csv"
+    frame = read_raw(path)
+    assert list(frame.columns) == KAGGLE_COLUMNS
+    cleaned = clean(frame, SPEC)
+    assert len(cleaned) == 30 and cleaned[LABEL].sum() == 7
+    assert list(cleaned.columns) == ["clientnum", *SPEC.feature_columns, LABEL]
+    assert not cleaned[list(SPEC.numeric)].isna().any().any()
+    assert cleaned["income_category"].isna().sum() == 2  # 'Unknown' income is missing, not a category
+    assert set(cleaned["card_category"]) == {"Blue", "Gold", "Silver"}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -26,11 +25,10 @@ import yaml
 
 from monitoring.grafana.queries import DASHBOARDS, queries, to_promql, variable_defaults
 from monitoring.prometheus import native
-from tests.conftest import free_port, start_process, stop_process, wait_for_http
+from tests.conftest import free_port, start_process, stop_process, system_binary, wait_for_http
 
 pytestmark = pytest.mark.integration
 
-PROMETHEUS = shutil.which("prometheus")
 DATASET = "bank_churners"
 
 
@@ -86,8 +84,7 @@ def short_rules(target: Path) -> Path:
 def stack(
     service_env: dict[str, str], trained_run_id: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
-    if PROMETHEUS is None:
-        pytest.skip("prometheus absent: apt-get install -y prometheus (Debian package; CI installs it)")
+    prometheus = system_binary("prometheus", "prometheus")
     state = tmp_path_factory.mktemp("monitoring-stack")
     ports = {name: free_port() for name in ("api", "kinesis", "drift", "prometheus")}
     stack = Stack(ports, state)
@@ -124,7 +121,7 @@ def stack(
         config_path = native.write_config(config, state / "prometheus" / "prometheus.yml")
         stack.start(
             "prometheus",
-            native.command(config_path, f"127.0.0.1:{ports['prometheus']}", state / "prometheus" / "data", PROMETHEUS),
+            native.command(config_path, f"127.0.0.1:{ports['prometheus']}", state / "prometheus" / "data", prometheus),
             env,
         )
         wait_for_http(f"{stack.url('drift')}/health", 60, stack.processes["drift-service"], stack.logs["drift-service"])

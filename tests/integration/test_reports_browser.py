@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,18 +24,17 @@ from mlops.data import clean, generate_bank_churners
 from mlops.prediction_log import SQLiteStore, make_entry
 from mlops.spec import FeatureSpec
 from simulation_business.sampling import drift_frame, to_records
-from tests.conftest import free_port, start_process, stop_process, wait_for_http
+from tests.conftest import free_port, start_process, stop_process, system_binary, wait_for_http
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 ROWS = 400
 
 
 def chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     command = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        system_binary("chromium", "chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--virtual-time-budget=10000", *extra, url,
     ]  # fmt: skip
@@ -97,8 +95,7 @@ def test_too_little_data_writes_no_report_and_says_why(
 
 @pytest.fixture(scope="module")
 def served_reports(report_env: dict[str, str], trained_run_id: str) -> Iterator[dict[str, Any]]:
-    if NGINX is None:
-        pytest.skip("nginx absent: apt-get install -y nginx (Debian package; CI installs it)")
+    system_binary("nginx", "nginx")
     log_predictions(report_env["PREDICTION_LOG_URI"], FeatureSpec.load("features.yaml"), trained_run_id, ROWS)
     done = run_report(report_env, "--hours", "3")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -122,7 +119,6 @@ def test_summary_goes_into_the_prediction_store(served_reports: dict[str, Any], 
     assert (served_reports["state"] / "reports" / summary["file"]).exists()
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium absent: apt-get install -y chromium (CI installs it)")
 def test_browser_follows_the_index_to_a_rendered_drift_report(
     served_reports: dict[str, Any], tmp_path: Path, artifacts_dir: Path
 ) -> None:

@@ -47,22 +47,6 @@ EXPECTED_PORTS = {
 }
 SECRET_NAME = re.compile(r"(KEY|SECRET|PASSWORD|TOKEN)", re.IGNORECASE)
 
-# Files other developers own that a compose file mounts: missing ones are listed in MISSING_OWNED_BY_OTHERS.
-OTHERS_FILES = {
-    "monitoring/prometheus": "monitoring (issue 4): Prometheus config folder (scrape config, alert rules)",
-    "monitoring/prometheus/prometheus.yml": "monitoring (issue 4): Prometheus scrape config",
-    "monitoring/grafana/provisioning": "monitoring (issue 4): Grafana datasource + dashboard providers",
-    "monitoring/grafana/dashboards": "monitoring (issue 4): Grafana dashboard JSON",
-    "reporting/nginx": "reporting (issue 4): nginx config template for the reports server",
-}
-
-
-def _pending(path: str) -> list[pytest.MarkDecorator]:
-    """xfail (not strict) only for a path owned by another developer that does not exist yet."""
-    if path in OTHERS_FILES and not (REPO / path).exists():
-        return [pytest.mark.xfail(strict=False, reason=f"not written yet: {path} ({OTHERS_FILES[path]})")]
-    return []
-
 
 def _offline_env() -> dict[str, str]:
     env = dict(os.environ)
@@ -318,19 +302,15 @@ def _files_inside_mounts() -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(
     ("service", "path"),
-    [pytest.param(s, p, marks=_pending(p), id=f"{s}:{p}") for s, p in _bind_mounts() + _files_inside_mounts()],
+    [pytest.param(s, p, id=f"{s}:{p}") for s, p in _bind_mounts() + _files_inside_mounts()],
 )
 def test_every_mounted_path_exists(service: str, path: str) -> None:
     assert (REPO / path).exists(), f"{service} mounts {path}, which does not exist in the repository"
 
 
 def test_nginx_template_is_in_the_mounted_folder() -> None:
-    folder = REPO / "reporting" / "nginx"
-    if not folder.exists():
-        pytest.xfail(f"not written yet: reporting/nginx ({OTHERS_FILES['reporting/nginx']})")
-    templates = list(folder.glob("*.template"))
-    if not templates:
-        pytest.xfail("reporting/nginx has no *.template for the nginx image's envsubst (see docs/deployment.md)")
+    templates = list((REPO / "reporting" / "nginx").glob("*.template"))
+    assert templates, "reporting/nginx holds no *.template for the nginx image's envsubst"
     assert any("8888" in t.read_text() or "${REPORTS_PORT}" in t.read_text() for t in templates)
 
 
@@ -403,18 +383,7 @@ def _python_services() -> list[tuple[str, str, Path]]:
 
 @pytest.mark.parametrize(
     ("service", "module", "dockerfile"),
-    [
-        pytest.param(
-            s,
-            m,
-            d,
-            id=s,
-            marks=[pytest.mark.xfail(strict=False, reason=f"not written yet: {m} (another developer's module)")]
-            if _module_file(m) is None and not (REPO.joinpath(*m.split(".")) / "__main__.py").is_file()
-            else [],
-        )
-        for s, m, d in _python_services()
-    ],
+    [pytest.param(s, m, d, id=s) for s, m, d in _python_services()],
 )
 def test_image_contains_every_first_party_module_its_entry_point_imports(
     service: str, module: str, dockerfile: Path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -11,32 +10,25 @@ import yaml
 
 from mlops.settings import load_settings
 from monitoring.prometheus import native
-
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool absent: apt-get install prometheus (Debian package; CI installs it)"
-)
+from tests.conftest import system_binary
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(PROMTOOL), *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([system_binary("promtool", "prometheus"), *args], capture_output=True, text=True, timeout=60)
 
 
-@needs_promtool
 def test_compose_config_passes_promtool() -> None:
     done = promtool("check", "config", str(native.COMPOSE_CONFIG))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
 
 
-@needs_promtool
 def test_rules_pass_promtool() -> None:
     done = promtool("check", "rules", str(native.RULES))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "6 rules found" in done.stdout
 
 
-@needs_promtool
 def test_native_render_passes_promtool_and_scrapes_loopback(tmp_path: Path) -> None:
     settings = load_settings("local", api_port=19696, kinesis_metrics_port=19697, drift_port=18085)
     config = native.render(native.native_targets(settings))

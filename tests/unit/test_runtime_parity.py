@@ -204,18 +204,8 @@ NATIVE_LAUNCHERS = {
 COMPOSE = all_services()
 NATIVE = native_programs()
 
-# Native programs the lead is still adding to native/supervisord.conf (issue 3's serving processes). Only these
-# assertions are expected to fail meanwhile; remove a name once its [program:...] exists (XPASS tells you).
-PENDING_NATIVE = {"predict-api", "serve-kinesis", "send-data-api", "send-data-kinesis"}
 
-
-def _pending(name: str) -> list[pytest.MarkDecorator]:
-    if name in PENDING_NATIVE and name not in NATIVE:
-        return [pytest.mark.xfail(strict=False, reason=f"[program:{name}] not in native/supervisord.conf yet")]
-    return []
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_pending(n)) for n in sorted(set(COMPOSE) - set(COMPOSE_ONLY))])
+@pytest.mark.parametrize("name", sorted(set(COMPOSE) - set(COMPOSE_ONLY)))
 def test_compose_service_has_native_program(name: str) -> None:
     compose_file = COMPOSE[name][0]
     assert name in NATIVE, (
@@ -246,8 +236,9 @@ def test_same_entry_point(name: str) -> None:
 @pytest.mark.parametrize(("launcher", "binary"), sorted(NATIVE_LAUNCHERS.items()))
 def test_native_launchers_exec_the_binary_compose_runs(launcher: str, binary: str) -> None:
     module = launcher.removeprefix("python -m ")
-    if not any(entry_point(argv) == launcher for argv in NATIVE.values()):
-        pytest.skip(f"no native program uses {launcher} (drop it from NATIVE_LAUNCHERS if that is final)")
+    assert any(entry_point(argv) == launcher for argv in NATIVE.values()), (
+        f"no native program uses {launcher}: drop it from NATIVE_LAUNCHERS"
+    )
     source = REPO.joinpath(*module.split(".")).with_suffix(".py")
     assert source.is_file(), f"{launcher}: {source} missing"
     text = source.read_text()

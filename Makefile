@@ -32,7 +32,7 @@ BUILD_BASE := docker build -f Dockerfile.base -t churn-mlops/base:$(IMAGE_TAG) .
 RUNTIME_DEPS = $(if $(filter native,$(RUNTIME)),install)
 RUNTIME_CLI := $(PY) -m native.runtime --env $(env)
 SERVE_PROGRAMS := predict-api serve-kinesis drift-service prometheus
-SYSTEM_PACKAGES := prometheus nginx chromium
+SYSTEM_PACKAGES := prometheus nginx chromium redis-server
 
 .PHONY: help install system-packages up down setup-model-registry init_aws train apply-model-train-flow \
 	setup-model-serve start-serve stop-serve apply-prediction-reporting report batch status logs \
@@ -55,6 +55,7 @@ system-packages: ## install the Debian packages the native runtime and tests nee
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = "0" ]; then \
 		echo "installing Debian packages:$$missing"; \

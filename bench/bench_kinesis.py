@@ -46,13 +46,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+MOTO_LOG = Path(tempfile.gettempdir()) / "bench-kinesis-moto.log"
+
+
 def start_moto() -> tuple[subprocess.Popen[Any], str]:
+    """Our own moto server; its output goes to MOTO_LOG, named if the run fails (a dead emulator must say so)."""
     port = free_port()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with MOTO_LOG.open("wb") as log:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -194,6 +199,11 @@ def main() -> int:
                     f"{scored['p99'] / baseline['p99']:>8.1f}x",
                     flush=True,
                 )
+    except Exception:
+        if moto is not None:
+            state = "exited with " + str(moto.returncode) if moto.poll() is not None else "still running"
+            print(f"run failed; moto_server {state}, its log: {MOTO_LOG}", file=sys.stderr)
+        raise
     finally:
         if moto is not None:
             moto.terminate()

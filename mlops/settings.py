@@ -76,7 +76,11 @@ class Settings(BaseSettings):
     max_batch_records: int = Field(default=1000, ge=1)
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     api_key: str | None = None
-    rate_limit: str | None = Field(default=None, description="per API key and worker, e.g. 600/minute; empty = none")
+    rate_limit: str | None = Field(default=None, description="per API key, e.g. 600/minute; empty = none")
+    rate_limit_storage_uri: str = Field(
+        default="memory://",
+        description="where RATE_LIMIT counts: memory:// (each worker on its own), redis://host:port (shared, exact)",
+    )
     prediction_log_uri: str | None = None  # mongodb://... or sqlite:///...; default: SQLite under state_dir
     drift_service_url: str | None = "http://127.0.0.1:8085"
 

@@ -8,9 +8,10 @@ costs nothing and can never reach the model or the prediction log.
 - No key: 401. Wrong key: 403. Over RATE_LIMIT (e.g. "600/minute") for one key: 429 with `Retry-After`.
 - /health, /metrics and /openapi.json stay open (probes, Prometheus, clients reading the schema).
 
-The rate limit uses flask-limiter with in-memory storage, so each gunicorn worker counts on its own: with N workers
-a key gets up to N x RATE_LIMIT in the worst case (connections spread over workers). A shared store (Redis:
-`storage_uri`) would make it exact; for abuse protection on one VM the per-worker bound is enough.
+Where the rate limit counts (RATE_LIMIT_STORAGE_URI): `memory://` (default, nothing to run) counts in each gunicorn
+worker, so with N workers a key gets up to N x RATE_LIMIT when its connections spread over the workers;
+`redis://host:port` shares one count between workers (and API servers): exact. If Redis goes away, the workers fall
+back to counting in memory (flask-limiter's in-memory fallback) rather than refusing or failing requests.
 """
 
 from __future__ import annotations
@@ -46,6 +47,19 @@ def check_startup(settings: Settings) -> None:
         )
     if settings.rate_limit:
         parse_rate_limit(settings.rate_limit)
+        check_storage_uri(settings.rate_limit_storage_uri)
+
+
+STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "memcached")
+
+
+def check_storage_uri(uri: str) -> None:
+    scheme = uri.split("://", 1)[0] if "://" in uri else ""
+    if scheme not in STORAGE_SCHEMES:
+        raise ConfigurationError(
+            f"RATE_LIMIT_STORAGE_URI={uri!r}: expected memory:// or redis://host:port "
+            f"(schemes: {', '.join(STORAGE_SCHEMES)})"
+        )
 
 
 def parse_rate_limit(text: str) -> list[object]:
@@ -97,7 +111,7 @@ def rate_limit_key() -> str:
 
 
 def install_rate_limit(app: Flask, settings: Settings) -> Limiter | None:
-    """flask-limiter on every non-open path at RATE_LIMIT per key (per worker); None when RATE_LIMIT is empty.
+    """flask-limiter on every non-open path at RATE_LIMIT per key; None when RATE_LIMIT is empty.
 
     Install it after the key check's `before_request`, so a refused key is never counted nor limited.
     """
@@ -107,12 +121,17 @@ def install_rate_limit(app: Flask, settings: Settings) -> Limiter | None:
     from flask_limiter import Limiter
 
     parse_rate_limit(settings.rate_limit)
+    check_storage_uri(settings.rate_limit_storage_uri)
+    shared = not settings.rate_limit_storage_uri.startswith("memory://")
     return Limiter(
         rate_limit_key,
         app=app,
         default_limits=[settings.rate_limit],
         default_limits_exempt_when=lambda: request.path in OPEN_PATHS,
-        storage_uri="memory://",
+        storage_uri=settings.rate_limit_storage_uri,
+        in_memory_fallback_enabled=shared,  # Redis gone: count per worker instead of failing requests
+        swallow_errors=shared,
+        storage_options={"socket_connect_timeout": 1, "socket_timeout": 1} if shared else {},
         headers_enabled=True,
         strategy="fixed-window",
     )

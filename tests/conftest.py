@@ -29,15 +29,18 @@ TEST_ROWS = 2000
 TEST_TRIALS = 3
 
 
-def system_binary(name: str, package: str) -> str:
+def system_binary(name: str, package: str, *alternatives: str) -> str:
     """The path of a Debian package's program the tests need; a clear failure, not a skip, when it is missing:
     `make install` (as root) installs it, and a suite that silently skipped it would prove nothing."""
     import shutil
 
-    found = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if Path(p).exists()), None)
-    if found is None:
-        pytest.fail(f"{name} not found: run `make system-packages` as root, or `sudo apt-get install -y {package}`")
-    return found
+    for candidate in (name, *alternatives):
+        found = shutil.which(candidate) or next(
+            (p for p in (f"/usr/sbin/{candidate}", f"/usr/bin/{candidate}") if Path(p).exists()), None
+        )
+        if found is not None:
+            return found
+    pytest.fail(f"{name} not found: run `make system-packages` as root, or `sudo apt-get install -y {package}`")
 
 
 def free_port() -> int:

@@ -33,7 +33,8 @@ ROWS = 400
 
 def chromium(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     command = [
-        system_binary("chromium", "chromium"), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        system_binary("chromium", "chromium", "chromium-browser", "google-chrome"),
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
         "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
         "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--virtual-time-budget=10000", *extra, url,

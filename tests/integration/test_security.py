@@ -3,15 +3,17 @@ one refused call in the prediction log; env=cloud without API_KEY does not start
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from tests.conftest import VENV_BIN, start_process, stop_process
+from tests.conftest import VENV_BIN, free_port, start_process, stop_process, system_binary
 from tests.integration.test_http_api import ApiServer, start_api
 from tests.unit.test_validation import GOOD
 
@@ -89,3 +91,54 @@ def test_cloud_without_api_key_refuses_to_start(service_env: dict[str, str], tmp
         pytest.fail("the API started in env=cloud without API_KEY")
     assert code != 0
     assert "API_KEY" in log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server (Debian package) on a free loopback port, nothing persisted."""
+    folder = tmp_path_factory.mktemp("redis")
+    port = free_port()
+    command = [system_binary("redis-server", "redis-server"), "--port", str(port), "--bind", "127.0.0.1"]
+    command += ["--save", "", "--appendonly", "no", "--dir", str(folder)]
+    process = start_process(command, folder / "redis.log")
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
+                    connection.sendall(b"PING\r\n")
+                    if connection.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline or process.poll() is not None:
+                pytest.fail(f"redis-server did not answer on :{port}; log:\n{(folder / 'redis.log').read_text()}")
+            time.sleep(0.1)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        stop_process(process)
+
+
+def test_a_shared_redis_count_makes_the_limit_exact_across_workers(
+    service_env: dict[str, str], trained_run_id: str, redis_url: str, tmp_path: Path
+) -> None:
+    """2 workers, each request on a new connection (spread over both): exactly RATE answers, then 429s; in memory
+    each worker would have let up to RATE through on its own."""
+    server = start_api(
+        service_env,
+        tmp_path / "api",
+        workers=2,
+        API_KEY=KEY,
+        RATE_LIMIT=f"{RATE}/hour",
+        RATE_LIMIT_STORAGE_URI=redis_url,
+    )
+    try:
+        statuses = []
+        for _ in range(2 * RATE + 10):
+            response = requests.post(
+                f"{server.url}/predict", json=GOOD, headers={"x-api-key": KEY, "Connection": "close"}, timeout=10
+            )
+            statuses.append(response.status_code)
+        assert statuses.count(200) == RATE and statuses == [200] * RATE + [429] * (RATE + 10)
+    finally:
+        stop_process(server.process, timeout=30)

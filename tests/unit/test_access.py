@@ -69,6 +69,12 @@ def test_bad_rate_limit_names_the_setting(text: str) -> None:
         parse_rate_limit(text)
 
 
+@pytest.mark.parametrize("uri", ["redis:/localhost", "postgres://db", "localhost:6379"])
+def test_bad_rate_limit_storage_names_the_setting(uri: str) -> None:
+    with pytest.raises(ConfigurationError, match="RATE_LIMIT_STORAGE_URI"):
+        check_startup(_settings(rate_limit="10/minute", rate_limit_storage_uri=uri))
+
+
 def test_non_ascii_key_is_a_403_not_a_500() -> None:
     app = create_app(_settings(api_key="k" * 16), sinks=[])
     client = app.test_client()

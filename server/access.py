@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import re
 from typing import TYPE_CHECKING
 
 from mlops.settings import ConfigurationError, Settings
@@ -110,6 +112,23 @@ def rate_limit_key() -> str:
     return "addr:" + (request.remote_addr or "unknown")
 
 
+class _NameTheStorage(logging.Filter):
+    """flask-limiter's "storage unreachable" warning, completed with the setting to fix (credentials hidden)."""
+
+    def __init__(self, uri: str) -> None:
+        super().__init__()
+        self.uri = re.sub(r"//[^@/]*@", "//***@", uri)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "storage unreachable" in record.getMessage():
+            record.msg = (
+                f"rate limit storage (Redis) unreachable at RATE_LIMIT_STORAGE_URI={self.uri}: each worker counts "
+                "in memory until it is back"
+            )
+            record.args = ()
+        return True
+
+
 def install_rate_limit(app: Flask, settings: Settings) -> Limiter | None:
     """flask-limiter on every non-open path at RATE_LIMIT per key; None when RATE_LIMIT is empty.
 
@@ -123,6 +142,8 @@ def install_rate_limit(app: Flask, settings: Settings) -> Limiter | None:
     parse_rate_limit(settings.rate_limit)
     check_storage_uri(settings.rate_limit_storage_uri)
     shared = not settings.rate_limit_storage_uri.startswith("memory://")
+    if shared:
+        logging.getLogger("flask-limiter").addFilter(_NameTheStorage(settings.rate_limit_storage_uri))
     return Limiter(
         rate_limit_key,
         app=app,

@@ -159,6 +159,7 @@ def options_for(settings: Settings) -> dict[str, Any]:
         "graceful_timeout": 15,
         "keepalive": 5,
         "proc_name": "predict-api",
+        "control_socket_disable": True,  # one fixed path under $HOME, shared by every server on the machine; unused
         "accesslog": None,
         "errorlog": "-",
         "loglevel": "info",

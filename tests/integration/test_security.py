@@ -94,7 +94,7 @@ def test_cloud_without_api_key_refuses_to_start(service_env: dict[str, str], tmp
 
 
 @pytest.fixture(scope="module")
-def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen[Any]]]:
     """A real redis-server (Debian package) on a free loopback port, nothing persisted."""
     folder = tmp_path_factory.mktemp("redis")
     port = free_port()
@@ -114,16 +114,18 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             if time.monotonic() > deadline or process.poll() is not None:
                 pytest.fail(f"redis-server did not answer on :{port}; log:\n{(folder / 'redis.log').read_text()}")
             time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}"
+        yield f"redis://127.0.0.1:{port}", process
     finally:
         stop_process(process)
 
 
 def test_a_shared_redis_count_makes_the_limit_exact_across_workers(
-    service_env: dict[str, str], trained_run_id: str, redis_url: str, tmp_path: Path
+    service_env: dict[str, str], trained_run_id: str, redis_server: tuple[str, Any], tmp_path: Path
 ) -> None:
     """2 workers, each request on a new connection (spread over both): exactly RATE answers, then 429s; in memory
-    each worker would have let up to RATE through on its own."""
+    each worker would have let up to RATE through on its own. Then Redis dies: requests are still answered (each
+    worker counts in memory), never a 5xx."""
+    redis_url, redis_process = redis_server
     server = start_api(
         service_env,
         tmp_path / "api",
@@ -140,5 +142,13 @@ def test_a_shared_redis_count_makes_the_limit_exact_across_workers(
             )
             statuses.append(response.status_code)
         assert statuses.count(200) == RATE and statuses == [200] * RATE + [429] * (RATE + 10)
+        stop_process(redis_process)
+        after = [
+            requests.post(f"{server.url}/predict", json=GOOD, headers={"x-api-key": KEY}, timeout=10).status_code
+            for _ in range(6)
+        ]
+        assert set(after) <= {200, 429} and 200 in after, after  # the in-memory fallback starts a fresh count
+        log = server.log.read_text(errors="replace")
+        assert f"RATE_LIMIT_STORAGE_URI={redis_url}" in log and "Traceback" not in log
     finally:
         stop_process(server.process, timeout=30)

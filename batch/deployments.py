@@ -10,12 +10,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from prefect.settings import PREFECT_API_URL, temporary_settings
-
 from batch.flow import FLOW_NAME, daily_batch_predictions, default_locations
-from mlops.aws import ServiceUnavailable
-from mlops.settings import ConfigurationError, Settings, load_settings
-from model_orchestration.train_flow import check_prefect
+from mlops.settings import Settings
+from model_orchestration.prefect_process import run_against_prefect
 
 DEPLOYMENT_NAME = "churn-batch-daily"
 FULL_NAME = f"{FLOW_NAME}/{DEPLOYMENT_NAME}"
@@ -36,16 +33,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m batch.deployments", description=f"Serve {FULL_NAME}.")
     parser.add_argument("--env", choices=["local", "cloud"], default=None, help="settings file .env.<env>")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings(args.env)
-        check_prefect(settings.prefect_api_url)
-        with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
-            print(f"serving {FULL_NAME} on cron '{settings.batch_cron}' (Ctrl-C to stop)", flush=True)
-            serve(settings)
-    except (ServiceUnavailable, ConfigurationError) as error:
-        print(f"batch.deployments: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+
+    def work(settings: Settings) -> None:
+        print(f"serving {FULL_NAME} on cron '{settings.batch_cron}' (Ctrl-C to stop)", flush=True)
+        serve(settings)
+
+    return run_against_prefect("batch.deployments", args.env, work)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,10 @@ import time
 from collections.abc import Sequence
 from datetime import timedelta
 
-from prefect.settings import PREFECT_API_URL, temporary_settings
-
 from mlops.aws import ServiceUnavailable
-from mlops.settings import ConfigurationError, load_settings
-from model_orchestration.train_flow import FLOW_NAME, check_prefect, model_tuning_and_uploading
+from mlops.settings import Settings
+from model_orchestration.prefect_process import run_against_prefect
+from model_orchestration.train_flow import FLOW_NAME, model_tuning_and_uploading
 
 DEPLOYMENT_NAME = "churn-training"
 FULL_NAME = f"{FLOW_NAME}/{DEPLOYMENT_NAME}"
@@ -63,21 +62,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_now = sub.add_parser("trigger", help="start one flow run of the deployment now")
     run_now.add_argument("--wait", type=float, default=60, help="seconds to wait for the deployment to appear")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings(args.env)
-        check_prefect(settings.prefect_api_url)
-        with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
-            if args.command == "trigger":
-                run_id = trigger(args.wait)
-                ui = settings.prefect_api_url.removesuffix("/api")
-                print(f"started flow run {run_id} of {FULL_NAME}: {ui}/runs/flow-run/{run_id}")
-            else:
-                print(f"serving {FULL_NAME} every {settings.train_interval_hours:g} h (Ctrl-C to stop)", flush=True)
-                serve(settings.train_interval_hours, settings.env)
-    except (ServiceUnavailable, ConfigurationError) as error:
-        print(f"deployments: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+
+    def work(settings: Settings) -> None:
+        if args.command == "trigger":
+            run_id = trigger(args.wait)
+            ui = settings.prefect_api_url.removesuffix("/api")
+            print(f"started flow run {run_id} of {FULL_NAME}: {ui}/runs/flow-run/{run_id}")
+        else:
+            print(f"serving {FULL_NAME} every {settings.train_interval_hours:g} h (Ctrl-C to stop)", flush=True)
+            serve(settings.train_interval_hours, settings.env)
+
+    return run_against_prefect("model_orchestration.deployments", args.env, work)
 
 
 if __name__ == "__main__":

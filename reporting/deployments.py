@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from datetime import timedelta
 
-from mlops.aws import ServiceUnavailable
-from mlops.settings import ConfigurationError, load_settings
+from mlops.settings import Settings
+from model_orchestration.prefect_process import run_against_prefect
 from reporting.create_report import FLOW_NAME, create_report
 
 DEPLOYMENT_NAME = "drift-reports"
@@ -31,23 +31,15 @@ def serve(interval_hours: float, env: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from model_orchestration.train_flow import check_prefect
-
     parser = argparse.ArgumentParser(prog="python -m reporting.deployments", description=__doc__.split("\n")[0])
     parser.add_argument("--env", choices=["local", "cloud"], default=None, help="settings file .env.<env>")
     args = parser.parse_args(argv)
-    try:
-        settings = load_settings(args.env)
-        check_prefect(settings.prefect_api_url)
-        with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
-            print(f"serving {FULL_NAME} every {settings.report_interval_hours:g} h (Ctrl-C to stop)", flush=True)
-            serve(settings.report_interval_hours, settings.env)
-    except (ServiceUnavailable, ConfigurationError) as error:
-        print(f"deployments: error: {error}", file=sys.stderr)
-        return 2
-    return 0
+
+    def work(settings: Settings) -> None:
+        print(f"serving {FULL_NAME} every {settings.report_interval_hours:g} h (Ctrl-C to stop)", flush=True)
+        serve(settings.report_interval_hours, settings.env)
+
+    return run_against_prefect("reporting.deployments", args.env, work)
 
 
 if __name__ == "__main__":

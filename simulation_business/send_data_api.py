@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import requests
 
-from mlops.settings import ConfigurationError, Settings, load_settings
-from mlops.spec import FeatureSpec, SpecError
+from mlops.settings import Settings
+from simulation_business.options import add_traffic_options, parse_traffic_args, settings_and_spec
 from simulation_business.sampling import new_request_id, sample
 from simulation_business.source import load_pool
 
@@ -67,24 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--env", choices=["local", "cloud"], default=None, help="settings file .env.<env>")
+    add_traffic_options(parser, "request")  # --batch > 1 sends a JSON list
     parser.add_argument("--url", default=None, help="predict endpoint (default http://API_HOST:API_PORT/predict)")
-    parser.add_argument("--interval", type=float, default=60.0, help="seconds between requests (default 60)")
-    parser.add_argument("--count", type=int, default=0, help="requests to send, then stop (default: forever)")
-    parser.add_argument("--batch", type=int, default=1, help="records per request (>1 sends a JSON list)")
-    parser.add_argument("--drift", action="store_true", help="shift the distributions (for drift demos)")
-    parser.add_argument("--drift-strength", type=float, default=1.0, help="numeric shift in standard deviations")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=10.0, help="HTTP timeout in seconds")
-    args = parser.parse_args(argv)
-    if args.batch < 1 or args.count < 0 or args.interval < 0:
-        parser.error("--batch must be >= 1, --count and --interval >= 0")
-    try:
-        settings = load_settings(args.env)
-        spec = FeatureSpec.load(settings.feature_spec)
-    except (ConfigurationError, SpecError) as error:
-        print(f"send_data_api: error: {error}", file=sys.stderr)
+    args = parse_traffic_args(parser, None if argv is None else list(argv))
+    loaded = settings_and_spec("send_data_api", args.env)
+    if loaded is None:
         return 2
+    settings, spec = loaded
     pool, origin = load_pool(settings, spec, args.drift, args.drift_strength, args.seed)
     url = args.url or default_url(settings)
     print(f"sending {args.batch} record(s) every {args.interval:g}s to {url} from {origin}", flush=True)

@@ -22,8 +22,8 @@ import numpy as np
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from mlops import aws
-from mlops.settings import ConfigurationError, Settings, load_settings
-from mlops.spec import FeatureSpec, SpecError
+from mlops.settings import Settings
+from simulation_business.options import add_traffic_options, parse_traffic_args, settings_and_spec
 from simulation_business.sampling import ENVELOPE_ID, envelope, sample
 from simulation_business.source import load_pool
 
@@ -103,25 +103,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--env", choices=["local", "cloud"], default=None, help="settings file .env.<env>")
+    add_traffic_options(parser, "put")
     parser.add_argument("--stream", default=None, help="default KINESIS_PREDICTIONS_STREAM")
-    parser.add_argument("--interval", type=float, default=60.0, help="seconds between puts (default 60)")
-    parser.add_argument("--count", type=int, default=0, help="puts to make, then stop (default: forever)")
-    parser.add_argument("--batch", type=int, default=1, help="records per put")
-    parser.add_argument("--drift", action="store_true", help="shift the distributions (for drift demos)")
-    parser.add_argument("--drift-strength", type=float, default=1.0, help="numeric shift in standard deviations")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--read-results", action="store_true", help="print the results matched by request id")
     parser.add_argument("--results-timeout", type=float, default=30.0, help="with --count: wait this long at the end")
-    args = parser.parse_args(argv)
-    if args.batch < 1 or args.count < 0 or args.interval < 0:
-        parser.error("--batch must be >= 1, --count and --interval >= 0")
-    try:
-        settings = load_settings(args.env)
-        spec = FeatureSpec.load(settings.feature_spec)
-    except (ConfigurationError, SpecError) as error:
-        print(f"send_data_kinesis: error: {error}", file=sys.stderr)
+    args = parse_traffic_args(parser, None if argv is None else list(argv))
+    loaded = settings_and_spec("send_data_kinesis", args.env)
+    if loaded is None:
         return 2
+    settings, spec = loaded
     stream = args.stream or settings.kinesis_predictions_stream
     client = aws.client("kinesis", settings)
     reader: ResultReader | None = None

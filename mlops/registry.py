@@ -97,3 +97,15 @@ def download_model(settings: Settings, run_id: str) -> Path:
             shutil.rmtree(target)
         downloaded.rename(target)
     return target
+
+
+def resolve_and_cache(settings: Settings) -> tuple[str, str]:
+    """Which run to serve (RUN_ID / alias, asked of MLflow, which must answer) with its model in the local cache.
+
+    The one step every model switch starts with: start-up warm-up, SIGHUP in the gunicorn master, /admin/reload.
+    Returns (run_id, why).
+    """
+    check_mlflow(settings.mlflow_tracking_uri, timeout=3)
+    run_id, why = resolve_run_id(settings)
+    download_model(settings, run_id)
+    return run_id, why

@@ -52,7 +52,7 @@ def check_startup(settings: Settings) -> None:
         check_storage_uri(settings.rate_limit_storage_uri)
 
 
-STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+unix", "memcached")
+STORAGE_SCHEMES = ("memory", "redis", "rediss", "redis+unix")  # the redis client is installed; nothing else is
 
 
 def check_storage_uri(uri: str) -> None:
@@ -142,8 +142,9 @@ def install_rate_limit(app: Flask, settings: Settings) -> Limiter | None:
     parse_rate_limit(settings.rate_limit)
     check_storage_uri(settings.rate_limit_storage_uri)
     shared = not settings.rate_limit_storage_uri.startswith("memory://")
-    if shared:
-        logging.getLogger("flask-limiter").addFilter(_NameTheStorage(settings.rate_limit_storage_uri))
+    limiter_log = logging.getLogger("flask-limiter")
+    if shared and not any(isinstance(f, _NameTheStorage) for f in limiter_log.filters):  # one per process
+        limiter_log.addFilter(_NameTheStorage(settings.rate_limit_storage_uri))
     return Limiter(
         rate_limit_key,
         app=app,

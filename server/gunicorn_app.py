@@ -11,7 +11,7 @@ SIGHUP switches the model in place instead of gunicorn's default (new workers, o
 re-reads the settings (env file included), resolves RUN_ID / alias, downloads the model into the cache and publishes
 it on the SwitchBoard, which every worker checks before each request (the `/admin/reload` path). Why not replace the
 workers: an old worker closes its idle keep-alive connections when it stops, and a client that sent its next request
-on one at that moment gets "connection reset" -- measured in CI as 2 failed requests out of ~1,500 under load. In
+on one at that moment gets "connection reset" (2 failed requests in a CI run under load). In
 place, no connection is touched. Settings other than the model (port, workers, key, limits) take effect on restart.
 """
 
@@ -87,9 +87,7 @@ class PredictApiApplication(BaseApplication):  # type: ignore[misc]
         try:
             from mlops import registry
 
-            registry.check_mlflow(fresh.mlflow_tracking_uri, timeout=3)
-            run_id, why = registry.resolve_run_id(fresh)
-            registry.download_model(fresh, run_id)
+            run_id, why = registry.resolve_and_cache(fresh)
         except Exception as error:
             log.error("SIGHUP: no model switch, still serving the current model: %s", error)
             return
@@ -140,9 +138,7 @@ def warm_model_cache(settings: Settings) -> None:
     try:
         from mlops import registry
 
-        registry.check_mlflow(settings.mlflow_tracking_uri, timeout=3)
-        run_id, why = registry.resolve_run_id(settings)
-        registry.download_model(settings, run_id)
+        run_id, why = registry.resolve_and_cache(settings)
         log.info("model %s cached (%s)", run_id, why)
     except Exception as error:
         log.warning("could not warm the model cache (workers will retry or use the cache): %s", error)

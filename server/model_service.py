@@ -273,8 +273,7 @@ def load_bundle(settings: Settings, run_id: str) -> ModelBundle:
 
 def resolve_for_reload(settings: Settings) -> tuple[ModelBundle, str]:
     """Re-resolve RUN_ID / alias against MLflow and load that model (cached for the other workers and restarts)."""
-    registry.check_mlflow(settings.mlflow_tracking_uri, timeout=3)
-    run_id, why = registry.resolve_run_id(settings)
+    run_id, why = registry.resolve_and_cache(settings)
     bundle = load_bundle(settings, run_id)
     remember_served(settings.model_cache_dir, run_id)
     return bundle, f"{why}; hot reload"

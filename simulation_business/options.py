@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 
 from mlops.settings import ConfigurationError, Settings, load_settings
 from mlops.spec import FeatureSpec, SpecError
@@ -20,7 +21,7 @@ def add_traffic_options(parser: argparse.ArgumentParser, unit: str) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
-def parse_traffic_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+def parse_traffic_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.batch < 1 or args.count < 0 or args.interval < 0:
         parser.error("--batch must be >= 1, --count and --interval >= 0")

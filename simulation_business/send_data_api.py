@@ -70,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_traffic_options(parser, "request")  # --batch > 1 sends a JSON list
     parser.add_argument("--url", default=None, help="predict endpoint (default http://API_HOST:API_PORT/predict)")
     parser.add_argument("--timeout", type=float, default=10.0, help="HTTP timeout in seconds")
-    args = parse_traffic_args(parser, None if argv is None else list(argv))
+    args = parse_traffic_args(parser, argv)
     loaded = settings_and_spec("send_data_api", args.env)
     if loaded is None:
         return 2

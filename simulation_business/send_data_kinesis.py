@@ -107,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stream", default=None, help="default KINESIS_PREDICTIONS_STREAM")
     parser.add_argument("--read-results", action="store_true", help="print the results matched by request id")
     parser.add_argument("--results-timeout", type=float, default=30.0, help="with --count: wait this long at the end")
-    args = parse_traffic_args(parser, None if argv is None else list(argv))
+    args = parse_traffic_args(parser, argv)
     loaded = settings_and_spec("send_data_kinesis", args.env)
     if loaded is None:
         return 2

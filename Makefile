@@ -21,22 +21,42 @@ PYTEST_ARGS ?=
 
 ENV_FILE := .env.$(env)
 export ENV := $(env)
-COMPOSE := docker compose --env-file $(ENV_FILE)
-REGISTRY_STACK := $(COMPOSE) -f docker-compose-model-registry.yml
-SERVE_STACK := $(COMPOSE) -f docker-compose-serve.yml
+# ------------------------------------------------------------------------------------------------ compose tooling
+# DOCKER: the client (its `build` must speak BuildKit: buildx, or Debian's docker.io client). COMPOSE: `docker compose`
+# (v2) when the client has it, else `docker-compose` (v1, which has no `up --wait`: docker/wait-healthy.sh waits for
+# both). REGISTRY_FILES / SERVE_FILES: the compose files of each side; add an override file after the main one.
+DOCKER ?= docker
+ifeq ($(RUNTIME),compose)
+ifndef COMPOSE
+COMPOSE := $(shell if $(DOCKER) compose version >/dev/null 2>&1; then echo "$(DOCKER) compose"; \
+	elif command -v docker-compose >/dev/null 2>&1; then echo docker-compose; else echo "$(DOCKER) compose"; fi)
+endif
+endif
+export DOCKER
+export DOCKER_BUILDKIT := 1
+export COMPOSE_DOCKER_CLI_BUILD := 1
+REGISTRY_FILES ?= docker-compose-model-registry.yml
+SERVE_FILES ?= docker-compose-serve.yml
+REGISTRY_PROJECT := churn-mlops-registry
+SERVE_PROJECT := churn-mlops-serve
+REGISTRY_STACK = $(COMPOSE) --env-file $(ENV_FILE) -p $(REGISTRY_PROJECT) $(addprefix -f ,$(REGISTRY_FILES))
+SERVE_STACK = $(COMPOSE) --env-file $(ENV_FILE) -p $(SERVE_PROJECT) $(addprefix -f ,$(SERVE_FILES))
+WAIT_HEALTHY := docker/wait-healthy.sh
+# `run` / `exec` get a TTY only when make has one (a progress bar for a person; CI and tests have none)
+NO_TTY := $(shell test -t 0 || echo -T)
 # compose: the shared base image every image of ours builds FROM (Dockerfile.base: uv.lock, non-root user)
 IMAGE_TAG ?= local
 export IMAGE_TAG
-BUILD_BASE := docker build -f Dockerfile.base -t churn-mlops/base:$(IMAGE_TAG) .
+BUILD_BASE = $(DOCKER) build -f Dockerfile.base -t churn-mlops/base:$(IMAGE_TAG) .
 # native needs the venv and the Debian packages; compose needs only docker
-RUNTIME_DEPS = $(if $(filter native,$(RUNTIME)),install)
+RUNTIME_DEPS = $(if $(filter native,$(RUNTIME)),install,docker-engine)
 RUNTIME_CLI := $(PY) -m native.runtime --env $(env)
 SERVE_PROGRAMS := predict-api serve-kinesis drift-service prometheus
 SYSTEM_PACKAGES := prometheus nginx chromium redis-server
 
 .PHONY: help install system-packages up down setup-model-registry init_aws train apply-model-train-flow \
 	setup-model-serve start-serve stop-serve apply-prediction-reporting report batch status logs \
-	test run_tests lint format bench reset_all
+	test run_tests lint format bench reset_all docker-engine images-offline
 
 help: ## show every target
 	@echo "churn-mlops (RUNTIME=$(RUNTIME), env=$(env))"
@@ -48,14 +68,17 @@ $(VENV)/.installed: pyproject.toml uv.lock
 	$(UV) sync --frozen --all-extras
 	@touch $@
 
-install: $(VENV)/.installed system-packages ## install Python dependencies (uv, locked) and Debian packages (prometheus, nginx, chromium)
+install: $(VENV)/.installed system-packages $(if $(filter compose,$(RUNTIME)),docker-engine) ## install Python dependencies (uv, locked) and Debian packages; RUNTIME=compose: the Docker engine too
 
-system-packages: ## install the Debian packages the native runtime and tests need (as root)
+system-packages: ## install the Debian packages the native runtime and tests need (as root; docker.io for the compose test)
 	@missing=""; \
 	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
 	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
 	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
+	test -x /usr/bin/docker || missing="$$missing docker.io"; \
+	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
+	command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing="$$missing debootstrap"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = "0" ]; then \
 		echo "installing Debian packages:$$missing"; \
@@ -64,6 +87,21 @@ system-packages: ## install the Debian packages the native runtime and tests nee
 	else \
 		echo "missing Debian packages:$$missing -- run: sudo apt-get install -y$$missing"; \
 	fi
+
+docker-engine: ## compose: install docker.io and a compose tool (as root) and start the engine when none answers
+	@if ! $(DOCKER) info >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = "0" ]; then \
+			pkgs=""; command -v dockerd >/dev/null 2>&1 || pkgs="docker.io"; \
+			$(DOCKER) compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || pkgs="$$pkgs docker-compose"; \
+			if [ -n "$$pkgs" ]; then echo "installing Debian packages: $$pkgs"; \
+				DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+				DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null; fi; \
+			docker/engine.sh start; \
+		else echo "no Docker engine answers: start it (sudo systemctl start docker), or run make as root"; exit 1; fi; \
+	fi
+
+images-offline: ## only where no container registry is reachable: build stand-ins of the third-party images we use
+	docker/stand-in-images/build.sh
 
 # ------------------------------------------------------------------------------------------------ the whole platform
 up: install ## native: start everything, seed data, train (if needed), serve, answer a request
@@ -89,27 +127,33 @@ status: ## native: each program's state and log file
 setup-model-registry: $(RUNTIME_DEPS) ## start the S3/Kinesis emulator, MLflow (:5051) and Prefect (:4200)
 ifeq ($(RUNTIME),compose)
 	$(BUILD_BASE)
-	$(REGISTRY_STACK) up -d --build --wait moto mlflow prefect
+	$(REGISTRY_STACK) up -d --build moto mlflow prefect
+	$(WAIT_HEALTHY) $(REGISTRY_PROJECT) moto mlflow prefect
 else
 	$(RUNTIME_CLI) up moto mlflow prefect
 endif
 
 init_aws: ## create bucket + Kinesis streams, load clean data into the feature store (DATA=path.csv, else generated)
 ifeq ($(RUNTIME),compose)
-	$(REGISTRY_STACK) run --rm $(if $(DATA),-v $(abspath $(DATA)):/data/$(notdir $(DATA)):ro) train-deployment \
+	$(REGISTRY_STACK) run --rm $(NO_TTY) $(if $(DATA),-v $(abspath $(DATA)):/data/$(notdir $(DATA)):ro) train-deployment \
 		python -m mlops.init_aws $(if $(DATA),--data /data/$(notdir $(DATA)))
 else
 	$(PY) -m mlops.init_aws --env $(env) $(if $(DATA),--data $(DATA))
 endif
 
 train: ## run the training flow once in the foreground with a progress bar (TRIALS=n)
+ifeq ($(RUNTIME),compose)
+	$(REGISTRY_STACK) run --rm $(NO_TTY) train-deployment python -m model_orchestration.train_flow $(if $(TRIALS),--max-evals $(TRIALS))
+else
 	$(PY) -m model_orchestration.train_flow --env $(env) $(if $(TRIALS),--max-evals $(TRIALS))
+endif
 
 apply-model-train-flow: ## deploy the training flow on its interval schedule and start one run now
 ifeq ($(RUNTIME),compose)
 	$(BUILD_BASE)
-	$(REGISTRY_STACK) up -d --build --wait train-deployment
-	$(REGISTRY_STACK) exec train-deployment python -m model_orchestration.deployments trigger
+	$(REGISTRY_STACK) up -d --build train-deployment
+	$(WAIT_HEALTHY) $(REGISTRY_PROJECT) train-deployment
+	$(REGISTRY_STACK) exec $(NO_TTY) train-deployment python -m model_orchestration.deployments trigger
 else
 	$(RUNTIME_CLI) up train-deployment
 	$(PY) -m model_orchestration.deployments --env $(env) trigger
@@ -119,7 +163,8 @@ endif
 setup-model-serve: ## serve the model chosen by RUN_ID (HTTP :9696, Kinesis) with its monitoring
 ifeq ($(RUNTIME),compose)
 	$(BUILD_BASE)
-	$(SERVE_STACK) up -d --build --wait
+	$(SERVE_STACK) up -d --build
+	$(WAIT_HEALTHY) $(SERVE_PROJECT)
 else
 	$(RUNTIME_CLI) up $(SERVE_PROGRAMS)
 endif
@@ -127,7 +172,8 @@ endif
 start-serve: ## start the serving side again (after stop-serve or a RUN_ID change)
 ifeq ($(RUNTIME),compose)
 	$(BUILD_BASE)
-	$(SERVE_STACK) up -d --build --wait
+	$(SERVE_STACK) up -d --build
+	$(WAIT_HEALTHY) $(SERVE_PROJECT)
 else
 	$(RUNTIME_CLI) up $(SERVE_PROGRAMS)
 endif
@@ -142,14 +188,20 @@ endif
 apply-prediction-reporting: ## deploy the drift report flow (every 3 h) and the reports server (:8888)
 ifeq ($(RUNTIME),compose)
 	$(BUILD_BASE)
-	$(SERVE_STACK) up -d --build --wait report-deployment
-	$(REGISTRY_STACK) up -d --wait nginx
+	$(SERVE_STACK) up -d --build report-deployment
+	$(REGISTRY_STACK) up -d nginx
+	$(WAIT_HEALTHY) $(SERVE_PROJECT) report-deployment
+	$(WAIT_HEALTHY) $(REGISTRY_PROJECT) nginx
 else
 	$(RUNTIME_CLI) up report-deployment nginx
 endif
 
 report: ## write a drift report now from the prediction log
+ifeq ($(RUNTIME),compose)
+	$(SERVE_STACK) run --rm --no-deps $(NO_TTY) report-deployment python -m reporting.create_report
+else
 	$(PY) -m reporting.create_report --env $(env)
+endif
 
 batch: ## score a folder or S3 prefix of account files now: make batch INPUT=... OUTPUT=...
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch INPUT=<folder|s3://bucket/prefix> OUTPUT=<folder|s3://...>"; exit 2; }

@@ -14,10 +14,12 @@ import ast
 import fnmatch
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.unit.test_runtime_parity import (
     CHECK_JSONSCHEMA,
@@ -35,15 +37,15 @@ SERVICES = all_services()
 BASE_DOCKERFILE = REPO / "Dockerfile.base"
 # Published ports (host side) as in the original design; everything else stays on the compose network.
 EXPECTED_PORTS = {
-    "moto": "127.0.0.1:4566:4566",
-    "mlflow": "127.0.0.1:5051:5051",
-    "prefect": "127.0.0.1:4200:4200",
-    "nginx": "127.0.0.1:8888:8888",
-    "predict-api": "9696:9696",  # the one port meant for clients
-    "drift-service": "127.0.0.1:8085:8085",
-    "prometheus": "127.0.0.1:9091:9091",
-    "grafana": "127.0.0.1:3000:3000",
-    "mongo": "127.0.0.1:27018:27017",
+    "moto": "127.0.0.1:${HOST_PORT_MOTO:-4566}:4566",
+    "mlflow": "127.0.0.1:${HOST_PORT_MLFLOW:-5051}:5051",
+    "prefect": "127.0.0.1:${HOST_PORT_PREFECT:-4200}:4200",
+    "nginx": "127.0.0.1:${HOST_PORT_REPORTS:-8888}:8888",
+    "predict-api": "${HOST_PORT_API:-9696}:9696",  # the one port meant for clients
+    "drift-service": "127.0.0.1:${HOST_PORT_DRIFT:-8085}:8085",
+    "prometheus": "127.0.0.1:${HOST_PORT_PROMETHEUS:-9091}:9091",
+    "grafana": "127.0.0.1:${HOST_PORT_GRAFANA:-3000}:3000",
+    "mongo": "127.0.0.1:${HOST_PORT_MONGO:-27018}:27017",
 }
 SECRET_NAME = re.compile(r"(KEY|SECRET|PASSWORD|TOKEN)", re.IGNORECASE)
 
@@ -90,7 +92,14 @@ def test_both_files_share_one_network_and_the_reports_volume() -> None:
     registry, serve = (load_compose(name) for name in COMPOSE_FILES)
     assert registry["networks"]["default"]["name"] == serve["networks"]["default"]["name"]
     assert registry["volumes"]["reports"]["name"] == serve["volumes"]["reports"]["name"]
-    assert registry["name"] != serve["name"], "two projects: stopping the serving side leaves the registry up"
+    # the registry side creates and removes them; the serving side only joins (else its `down` fails while in use)
+    assert not registry["networks"]["default"].get("external") and not registry["volumes"]["reports"].get("external")
+    assert serve["networks"]["default"]["external"] is True and serve["volumes"]["reports"]["external"] is True
+    # docker-compose v1 rejects a top-level `name:`; the Makefile names the two projects with -p instead
+    assert "name" not in registry and "name" not in serve
+    makefile = (REPO / "Makefile").read_text()
+    projects = dict(re.findall(r"^(REGISTRY_PROJECT|SERVE_PROJECT) := (\S+)$", makefile, re.M))
+    assert len(set(projects.values())) == 2, "two projects: stopping the serving side leaves the registry up"
 
 
 # ------------------------------------------------------------------------------------------------ services
@@ -175,7 +184,7 @@ def test_only_the_api_listens_beyond_loopback() -> None:
         for port in definition.get("ports", [])
         if not port.startswith("127.0.0.1:")
     ]
-    assert public == [("predict-api", "9696:9696")]
+    assert public == [("predict-api", "${HOST_PORT_API:-9696}:9696")]
 
 
 @pytest.mark.parametrize("compose_file", COMPOSE_FILES)
@@ -193,12 +202,43 @@ def test_no_secret_values_in_compose_files(compose_file: str) -> None:
 
 
 def test_cloud_has_no_endpoint_override() -> None:
-    """The emulator only when .env.<env> sets an endpoint (`${AWS_ENDPOINT_URL:+...}`), none in cloud."""
+    """The emulator unless .env.<env> sets CONTAINER_AWS_ENDPOINT_URL, which .env.cloud sets empty (real AWS)."""
     for name, (_, definition) in SERVICES.items():
         environment = definition.get("environment", {})
         for variable in ("AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL"):
             if variable in environment:
-                assert environment[variable] == "${AWS_ENDPOINT_URL:+http://moto:4566}", (name, variable)
+                assert environment[variable] == "${CONTAINER_AWS_ENDPOINT_URL-http://moto:4566}", (name, variable)
+    assert re.search(r"^CONTAINER_AWS_ENDPOINT_URL=$", (REPO / ".env.cloud").read_text(), re.M)
+
+
+def _compose_v1() -> str:
+    found = shutil.which("docker-compose")
+    if found is None:
+        pytest.fail("docker-compose (v1) not found: run `make system-packages` as root (Debian's docker-compose)")
+    return found
+
+
+@pytest.mark.parametrize("env", ["local", "cloud"])
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_docker_compose_v1_accepts_the_file_and_resolves_the_endpoint(compose_file: str, env: str) -> None:
+    """docker-compose 1.29 is stricter than v2 (no top-level name, no ${VAR:+alt}): both must read our files."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CONTAINER_", "HOST_PORT_"))}
+    result = subprocess.run(
+        [_compose_v1(), "--env-file", f".env.{env}", "-f", compose_file, "config"],
+        cwd=REPO,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    resolved = yaml.safe_load(result.stdout)
+    endpoints = {
+        definition["environment"].get("AWS_ENDPOINT_URL")
+        for definition in resolved["services"].values()
+        if "AWS_ENDPOINT_URL" in definition.get("environment", {})
+    }
+    assert endpoints == ({"http://moto:4566"} if env == "local" else {""}), endpoints
 
 
 # ------------------------------------------------------------------------------------------------ images

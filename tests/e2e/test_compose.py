@@ -1,0 +1,376 @@
+"""The compose runtime for real: every image built, both stacks up in real containers, driven by the Makefile.
+
+What a user does on a Docker host, in order: `make setup-model-registry`, `make init_aws`, `make
+apply-model-train-flow` (a training run in the worker container registers a model), `make train`, `make
+setup-model-serve` with a RUN_ID, then traffic over HTTP and Kinesis, drift gauges in Prometheus, a report behind
+nginx, `make stop-serve` / `make start-serve` with another RUN_ID, and `make reset_all`.
+
+The engine: the one `DOCKER_HOST` (or the default socket) names when it answers, else one started here as root with
+its images under /var/lib/churn-mlops-docker (kept between runs, so a warm run rebuilds nothing). No engine and no way
+to start one is a failure with the reason, never a skip. Where no registry is reachable (our machines), the
+third-party images are stand-ins (docker/stand-in-images) and MongoDB and Grafana are left out by an override
+(tests/compose/): the prediction log is SQLite on a shared volume. With `COMPOSE_TEST_FULL=1` (GitHub Actions, where
+images are pulled) the full serve stack runs, and Grafana and MongoDB are checked too.
+Host ports are free ports chosen here, so a native platform or the native tests can run beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import requests
+
+from mlops.settings import PROJECT_ROOT
+from tests.conftest import free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
+
+ENGINE_ROOT = Path("/var/lib/churn-mlops-docker")
+PRIVATE_SOCKET = f"unix://{ENGINE_ROOT}/run/docker.sock"
+TRIALS = 2
+SERVE_OVERRIDE = "tests/compose/serve-without-mongo-grafana.yml"
+PORTS = ("MOTO", "MLFLOW", "PREFECT", "REPORTS", "API", "DRIFT", "PROMETHEUS", "GRAFANA", "MONGO")
+
+
+def docker_client() -> str:
+    """A client whose `build` speaks BuildKit: Debian's docker.io client where it is installed (the 28.x client some
+    hosts carry in /usr/local/bin refuses BuildKit without buildx), else the one on PATH."""
+    if Path("/usr/bin/docker").exists():
+        return "/usr/bin/docker"
+    found = shutil.which("docker")
+    if found is None:
+        pytest.fail("no docker client: run `make system-packages` as root, or `sudo apt-get install -y docker.io`")
+    return found
+
+
+def answers(docker: str, host: str | None) -> bool:
+    env = {**os.environ, **({"DOCKER_HOST": host} if host else {})}
+    if not host:
+        env.pop("DOCKER_HOST", None)
+    return subprocess.run([docker, "info"], env=env, capture_output=True, timeout=60).returncode == 0
+
+
+@dataclass
+class Engine:
+    docker: str
+    host: str | None  # None: the client's default socket
+    started_here: bool
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Engine]:
+    docker = docker_client()
+    given = os.environ.get("DOCKER_HOST")
+    if given or answers(docker, None):
+        if not answers(docker, given):
+            pytest.fail(f"DOCKER_HOST={given} is set but no Docker engine answers there")
+        yield Engine(docker, given, started_here=False)
+        return
+    if answers(docker, PRIVATE_SOCKET):
+        yield Engine(docker, PRIVATE_SOCKET, started_here=False)
+        return
+    env = {**os.environ, "DOCKER": docker, "DOCKER_HOST": PRIVATE_SOCKET, "DOCKER_ENGINE_ROOT": str(ENGINE_ROOT / "data")}
+    started = subprocess.run(
+        ["docker/engine.sh", "start"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    if started.returncode != 0:
+        pytest.fail(f"cannot start a Docker engine for the compose test:\n{started.stdout}{started.stderr}")
+    try:
+        yield Engine(docker, PRIVATE_SOCKET, started_here=True)
+    finally:
+        subprocess.run(["docker/engine.sh", "stop"], cwd=PROJECT_ROOT, env=env, capture_output=True, timeout=120)
+
+
+@dataclass
+class Stack:
+    engine: Engine
+    env: dict[str, str]
+    ports: dict[str, int]
+    full: bool
+
+    def url(self, port: str, path: str = "") -> str:
+        return f"http://127.0.0.1:{self.ports[port]}{path}"
+
+    def make(self, target: str, *args: str, timeout: int = 1200) -> str:
+        """`make <target> RUNTIME=compose ...`; the output, or a failure showing its tail."""
+        started = time.monotonic()
+        result = subprocess.run(
+            ["make", "--no-print-directory", target, "RUNTIME=compose", *args],
+            cwd=PROJECT_ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        self.engine.timings[f"make {target}"] = round(time.monotonic() - started, 1)
+        output = result.stdout + result.stderr
+        assert result.returncode == 0, f"make {target} failed ({result.returncode}):\n{output[-8000:]}"
+        return output
+
+    def docker(self, *args: str) -> str:
+        result = subprocess.run(
+            [self.engine.docker, *args], env=self.env, capture_output=True, text=True, timeout=120, check=False
+        )
+        assert result.returncode == 0, f"docker {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+    def logs(self, project: str, service: str) -> str:
+        ids = self.docker(
+            "ps", "-a", "-q", "--filter", f"label=com.docker.compose.project={project}",
+            "--filter", f"label=com.docker.compose.service={service}",
+        ).split()  # fmt: skip
+        return "\n".join(
+            subprocess.run(
+                [self.engine.docker, "logs", "--tail", "60", i],
+                env=self.env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            ).stdout
+            for i in ids
+        )
+
+    def aws(self, service: str) -> Any:
+        return boto3.client(
+            service,
+            endpoint_url=self.url("MOTO"),
+            region_name="us-east-1",
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        )
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: Callable[[], str] | str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = condition()
+        except (requests.RequestException, KeyError, IndexError, ValueError):
+            value = None
+        if value:
+            return value
+        time.sleep(2)
+    pytest.fail(f"timed out after {timeout:.0f}s waiting for: {what() if callable(what) else what}")
+
+
+@pytest.fixture(scope="module")
+def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    shim = tmp_path_factory.mktemp("docker-shim")
+    # docker-compose v1 builds through the `docker` on PATH: make it the BuildKit-capable client chosen above.
+    (shim / "docker").symlink_to(engine.docker)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_", "PREFECT_", "DOCKER_HOST"))}
+    ports = {name: free_port() for name in PORTS}
+    full = os.environ.get("COMPOSE_TEST_FULL") == "1"
+    env.update(
+        {
+            "PATH": f"{shim}:{os.environ['PATH']}",
+            "DOCKER": engine.docker,
+            "MAKEFLAGS": "",
+            "RUN_ID": "",
+            "MAX_EVALS": str(TRIALS),
+            "WAIT_TIMEOUT": "420",
+            **{f"HOST_PORT_{name}": str(port) for name, port in ports.items()},
+        }
+    )
+    if engine.host:
+        env["DOCKER_HOST"] = engine.host
+    if not full:
+        env["SERVE_FILES"] = f"docker-compose-serve.yml {SERVE_OVERRIDE}"
+    the_stack = Stack(engine, env, ports, full)
+    # A previous run that died half way leaves containers and volumes: start from nothing.
+    the_stack.make("reset_all", timeout=300)
+    if os.environ.get("COMPOSE_TEST_PULL") != "1":
+        started = time.monotonic()
+        built = subprocess.run(
+            ["docker/stand-in-images/build.sh"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900
+        )
+        engine.timings["stand-in images"] = round(time.monotonic() - started, 1)
+        assert built.returncode == 0, f"stand-in images:\n{built.stdout}{built.stderr}"
+    try:
+        yield the_stack
+    finally:
+        subprocess.run(
+            ["make", "--no-print-directory", "reset_all", "RUNTIME=compose"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            capture_output=True,
+            timeout=300,
+        )
+        print(f"\ncompose e2e timings (s): {json.dumps(engine.timings)}")
+
+
+def registered_versions(stack: Stack) -> list[Any]:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(stack.url("MLFLOW")).search_model_versions("name = 'churn-model'")
+
+
+def healthy_after(output: str) -> dict[str, int]:
+    return {m[0]: int(m[1]) for m in re.findall(r"wait-healthy: \S+/(\S+) healthy after (\d+) s", output)}
+
+
+def put_and_read_kinesis(stack: Stack, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    kinesis = stack.aws("kinesis")
+    envelopes = [{"request_id": f"compose-{i:03d}", "record": r} for i, r in enumerate(records)]
+    kinesis.put_records(
+        StreamName="predictions",
+        Records=[{"Data": json.dumps(e).encode(), "PartitionKey": e["request_id"]} for e in envelopes],
+    )
+
+    def results() -> list[dict[str, Any]]:
+        found = []
+        for shard in kinesis.list_shards(StreamName="results")["Shards"]:
+            iterator = kinesis.get_shard_iterator(
+                StreamName="results", ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+            )["ShardIterator"]
+            for item in kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]:
+                result = json.loads(item["Data"])
+                if str(result.get("request_id", "")).startswith("compose-"):
+                    found.append(result)
+        return found if len({r["request_id"] for r in found}) >= len(envelopes) else []
+
+    return wait_until(
+        results, 180, lambda: "20 Kinesis results; consumer log:\n" + stack.logs("churn-mlops-serve", "serve-kinesis")
+    )
+
+
+def sample_records(n: int) -> list[dict[str, Any]]:
+    from mlops.data import clean, generate_bank_churners
+    from mlops.spec import FeatureSpec
+
+    spec = FeatureSpec.load(PROJECT_ROOT / "features.yaml")
+    frame = clean(generate_bank_churners(n, seed=123), spec, require_target=False)[spec.feature_columns]
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def prometheus_value(stack: Stack, query: str) -> float | None:
+    answer = requests.get(stack.url("PROMETHEUS", "/api/v1/query"), params={"query": query}, timeout=10).json()
+    result = answer["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
+
+
+def test_compose_platform_builds_runs_serves_switches_and_resets(stack: Stack) -> None:
+    timings = stack.engine.timings
+
+    # --- registry side: images built, moto, MLflow and Prefect healthy --------------------------------------------
+    output = stack.make("setup-model-registry")
+    timings.update({f"healthy {k}": v for k, v in healthy_after(output).items()})
+    assert requests.get(stack.url("MLFLOW", "/health"), timeout=10).status_code == 200
+    assert requests.get(stack.url("PREFECT", "/api/health"), timeout=10).status_code == 200
+
+    # --- the feature store, through the worker container ----------------------------------------------------------
+    stack.make("init_aws")
+    s3 = stack.aws("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="churn-feature-store").get("Contents", [])]
+    assert any(k.endswith("train.parquet") for k in keys), keys
+    assert set(stack.aws("kinesis").list_streams()["StreamNames"]) >= {"predictions", "results"}
+
+    # --- a scheduled-deployment run in the worker container registers a model ------------------------------------
+    output = stack.make("apply-model-train-flow")
+    timings.update({f"healthy {k}": v for k, v in healthy_after(output).items()})
+    first = wait_until(
+        lambda: registered_versions(stack),
+        600,
+        lambda: "a registered model; worker log:\n" + stack.logs("churn-mlops-registry", "train-deployment"),
+    )[0]
+    first_run = first.run_id
+    # ... and one more in the foreground (`make train` runs it in a container too)
+    output = stack.make("train", "TRIALS=1")
+    second_run = re.findall(r"RUN_ID=([0-9a-f]{32})", output)[-1]
+    assert second_run != first_run
+    assert {v.run_id for v in registered_versions(stack)} >= {first_run, second_run}
+
+    # --- serving side, pinned to the first run ---------------------------------------------------------------------
+    output = stack.make("setup-model-serve", f"RUN_ID={first_run}")
+    timings.update({f"healthy {k}": v for k, v in healthy_after(output).items()})
+    health = requests.get(stack.url("API", "/health"), timeout=10).json()
+    assert health["model_run_id"] == first_run, health
+
+    records = sample_records(400)
+    answer = requests.post(stack.url("API", "/predict"), json=records[0], timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model_run_id"] == first_run and 0.0 <= answer.json()["churn chance"] <= 1.0
+    bad = requests.post(stack.url("API", "/predict"), json={"Customer_Age": "old"}, timeout=30)
+    assert bad.status_code == 422 and "Customer_Age" in bad.text, bad.text
+    # 400 records: enough for the drift service's minimum window
+    batch = requests.post(stack.url("API", "/predict"), json=records, timeout=60)
+    assert batch.status_code == 200 and len(batch.json()) == 400
+
+    # --- Kinesis: 20 records in, their 20 results out --------------------------------------------------------------
+    results = put_and_read_kinesis(stack, records[:20])
+    assert {r["model_run_id"] for r in results} == {first_run}
+
+    # --- drift gauges, scraped by the Prometheus container ---------------------------------------------------------
+    share = wait_until(
+        lambda: prometheus_value(stack, "drift_share") is not None and prometheus_value(stack, "drift_share"),
+        240,
+        lambda: "drift_share in Prometheus; drift log:\n" + stack.logs("churn-mlops-serve", "drift-service"),
+    )
+    assert 0.0 <= float(share) <= 1.0
+    targets = requests.get(stack.url("PROMETHEUS", "/api/v1/targets"), timeout=10).json()["data"]["activeTargets"]
+    health_of = {t["labels"]["job"]: t["health"] for t in targets}
+    assert {job: health_of.get(job) for job in ("predict-api", "serve-kinesis", "drift-service")} == {
+        "predict-api": "up",
+        "serve-kinesis": "up",
+        "drift-service": "up",
+    }, targets
+
+    # --- an HTML report, served by the nginx container -------------------------------------------------------------
+    stack.make("apply-prediction-reporting")
+    stack.make("report")
+    index = requests.get(stack.url("REPORTS", "/"), timeout=10)
+    assert index.status_code == 200, index.text
+    links = re.findall(r'href="([^"]*data_report[^"]*\.html)"', index.text)
+    assert links, index.text[:2000]
+    report = requests.get(stack.url("REPORTS", "/" + links[0].lstrip("./")), timeout=30)
+    assert report.status_code == 200 and len(report.content) > 10_000
+
+    if stack.full:
+        check_grafana_and_mongo(stack)
+
+    # --- switch the served model: stop, start with another RUN_ID ----------------------------------------------------
+    stack.make("stop-serve")
+    with pytest.raises(requests.ConnectionError):
+        requests.get(stack.url("API", "/health"), timeout=5)
+    stack.make("start-serve", f"RUN_ID={second_run}")
+    health = requests.get(stack.url("API", "/health"), timeout=10).json()
+    assert health["model_run_id"] == second_run, health
+    answer = requests.post(stack.url("API", "/predict"), json=records[1], timeout=30)
+    assert answer.status_code == 200 and answer.json()["model_run_id"] == second_run
+
+    # --- reset_all: no container and no volume of either project is left --------------------------------------------
+    stack.make("reset_all", timeout=300)
+    for project in ("churn-mlops-registry", "churn-mlops-serve"):
+        label = f"label=com.docker.compose.project={project}"
+        assert stack.docker("ps", "-a", "-q", "--filter", label).split() == [], project
+        assert stack.docker("volume", "ls", "-q", "--filter", label).split() == [], project
+    assert "churn-mlops-reports" not in stack.docker("volume", "ls", "-q").split()
+
+
+def check_grafana_and_mongo(stack: Stack) -> None:
+    """Full stack only (images pulled): the provisioned dashboard, its datasource, and predictions in MongoDB."""
+    import pymongo
+
+    auth = ("admin", os.environ.get("GF_SECURITY_ADMIN_PASSWORD") or "admin")
+    found = requests.get(stack.url("GRAFANA", "/api/search"), params={"type": "dash-db"}, auth=auth, timeout=10)
+    assert found.status_code == 200 and found.json(), found.text
+    sources = requests.get(stack.url("GRAFANA", "/api/datasources"), auth=auth, timeout=10).json()
+    prometheus = next(s for s in sources if s["type"] == "prometheus")
+    health = requests.get(stack.url("GRAFANA", f"/api/datasources/uid/{prometheus['uid']}/health"), auth=auth, timeout=10)
+    assert health.status_code == 200, health.text
+    client = pymongo.MongoClient(f"mongodb://127.0.0.1:{stack.ports['MONGO']}", serverSelectionTimeoutMS=5000)
+    assert wait_until(lambda: client["churn"].list_collection_names() and sum(
+        client["churn"][name].estimated_document_count() for name in client["churn"].list_collection_names()
+    ) >= 400, 60, "predictions in MongoDB")

@@ -13,6 +13,9 @@ it on the SwitchBoard, which every worker checks before each request (the `/admi
 workers: an old worker closes its idle keep-alive connections when it stops, and a client that sent its next request
 on one at that moment gets "connection reset" (2 failed requests in a CI run under load). In
 place, no connection is touched. Settings other than the model (port, workers, key, limits) take effect on restart.
+
+This module knows gunicorn, not Flask: `server.predict_api` hands it the app factory and the app's closer, so the
+import goes one way (predict_api -> gunicorn_app).
 """
 
 from __future__ import annotations
@@ -56,18 +59,28 @@ def _child_exit(server: Any, worker: Any) -> None:
     multiprocess.mark_process_dead(worker.pid)
 
 
-def _worker_exit(server: Any, worker: Any) -> None:
-    from server.predict_api import close_app
+AppFactory = Callable[..., Any]  # create_app(settings, service=, multiprocess_dir=, switch_file=, reread_settings=)
+AppCloser = Callable[[Any], None]
 
-    close_app(getattr(worker, "wsgi", None))
+
+def _worker_exit_hook(close_app: AppCloser) -> Callable[[Any, Any], None]:
+    def worker_exit(server: Any, worker: Any) -> None:
+        close_app(getattr(worker, "wsgi", None))
+
+    return worker_exit
 
 
 class PredictApiApplication(BaseApplication):  # type: ignore[misc]
     def __init__(
-        self, settings: Settings, options: dict[str, Any], reread: Callable[[], Settings] | None = None
+        self,
+        settings: Settings,
+        options: dict[str, Any],
+        app_factory: AppFactory,
+        reread: Callable[[], Settings] | None = None,
     ) -> None:
         self.settings = settings
         self.options = options
+        self.app_factory = app_factory
         self.reread = reread or (lambda: settings)
         super().__init__()
 
@@ -109,14 +122,13 @@ class PredictApiApplication(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Any:
         from server.model_service import ModelService
-        from server.predict_api import create_app
 
         service = None
         try:
             service = ModelService.from_settings(self.settings)
         except Exception as error:  # create_app retries in the background; /health says why meanwhile
             log.warning("worker starts without a model (retrying in the background): %s", error)
-        return create_app(
+        return self.app_factory(
             self.settings,
             service=service,
             multiprocess_dir=metrics_dir_for(self.settings),
@@ -144,7 +156,7 @@ def warm_model_cache(settings: Settings) -> None:
         log.warning("could not warm the model cache (workers will retry or use the cache): %s", error)
 
 
-def options_for(settings: Settings) -> dict[str, Any]:
+def options_for(settings: Settings, close_app: AppCloser = lambda app: None) -> dict[str, Any]:
     return {
         "bind": f"{settings.api_host}:{settings.api_port}",
         "workers": settings.api_workers,
@@ -161,14 +173,20 @@ def options_for(settings: Settings) -> dict[str, Any]:
         "loglevel": "info",
         "on_starting": _on_starting,
         "child_exit": _child_exit,
-        "worker_exit": _worker_exit,
+        "worker_exit": _worker_exit_hook(close_app),
     }
 
 
-def run(settings: Settings, reread: Callable[[], Settings] | None = None) -> None:
+def run(
+    settings: Settings,
+    app_factory: AppFactory,
+    close_app: AppCloser,
+    reread: Callable[[], Settings] | None = None,
+) -> None:
     """Serve until stopped. Environment first: both must be set before xgboost / prometheus_client load.
 
-    `reread`: fresh settings for SIGHUP and `/admin/reload` (the env file read again).
+    `app_factory` builds the WSGI app in each worker, `close_app` drains it when the worker exits; `reread`: fresh
+    settings for SIGHUP and `/admin/reload` (the env file read again).
     """
     from server.access import check_startup
 
@@ -178,4 +196,4 @@ def run(settings: Settings, reread: Callable[[], Settings] | None = None) -> Non
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
     switch_file_for(settings).unlink(missing_ok=True)
     warm_model_cache(settings)
-    PredictApiApplication(settings, options_for(settings), reread).run()
+    PredictApiApplication(settings, options_for(settings, close_app), app_factory, reread).run()

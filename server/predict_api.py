@@ -554,7 +554,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     from server.gunicorn_app import run
 
-    run(load_settings(args.env, **overrides), reread=lambda: load_settings(args.env, **overrides))
+    run(
+        load_settings(args.env, **overrides),
+        app_factory=create_app,
+        close_app=close_app,
+        reread=lambda: load_settings(args.env, **overrides),
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -44,6 +44,7 @@ from mlops.prediction_log import make_entry, utc_now_iso
 from mlops.settings import ConfigurationError, Settings, load_settings
 from server.checkpoints import CheckpointStore
 from server.model_service import RecordError, validate_record
+from server.sinks import PredictionSink
 
 log = logging.getLogger("serve_kinesis")
 
@@ -54,12 +55,6 @@ ENVELOPES = (
     ("request_id", "record"),
     ("customer_id", "customer"),
 )  # (id key, record key), first is the documented
-
-
-class PredictionSink(Protocol):
-    """Where every prediction also goes (prediction log, drift service); `submit` must not block for long."""
-
-    def submit(self, records: Sequence[dict[str, Any]]) -> None: ...
 
 
 # ------------------------------------------------------------------------------------------ envelope

@@ -81,7 +81,12 @@ def engine() -> Iterator[Engine]:
     if answers(docker, PRIVATE_SOCKET):
         yield Engine(docker, PRIVATE_SOCKET, started_here=False)
         return
-    env = {**os.environ, "DOCKER": docker, "DOCKER_HOST": PRIVATE_SOCKET, "DOCKER_ENGINE_ROOT": str(ENGINE_ROOT / "data")}
+    env = {
+        **os.environ,
+        "DOCKER": docker,
+        "DOCKER_HOST": PRIVATE_SOCKET,
+        "DOCKER_ENGINE_ROOT": str(ENGINE_ROOT / "data"),
+    }
     started = subprocess.run(
         ["docker/engine.sh", "start"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120
     )
@@ -368,9 +373,19 @@ def check_grafana_and_mongo(stack: Stack) -> None:
     assert found.status_code == 200 and found.json(), found.text
     sources = requests.get(stack.url("GRAFANA", "/api/datasources"), auth=auth, timeout=10).json()
     prometheus = next(s for s in sources if s["type"] == "prometheus")
-    health = requests.get(stack.url("GRAFANA", f"/api/datasources/uid/{prometheus['uid']}/health"), auth=auth, timeout=10)
+    health = requests.get(
+        stack.url("GRAFANA", f"/api/datasources/uid/{prometheus['uid']}/health"), auth=auth, timeout=10
+    )
     assert health.status_code == 200, health.text
     client = pymongo.MongoClient(f"mongodb://127.0.0.1:{stack.ports['MONGO']}", serverSelectionTimeoutMS=5000)
-    assert wait_until(lambda: client["churn"].list_collection_names() and sum(
-        client["churn"][name].estimated_document_count() for name in client["churn"].list_collection_names()
-    ) >= 400, 60, "predictions in MongoDB")
+    assert wait_until(
+        lambda: (
+            client["churn"].list_collection_names()
+            and sum(
+                client["churn"][name].estimated_document_count() for name in client["churn"].list_collection_names()
+            )
+            >= 400
+        ),
+        60,
+        "predictions in MongoDB",
+    )

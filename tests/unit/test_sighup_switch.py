@@ -24,7 +24,7 @@ def test_a_broken_env_file_switches_nothing_and_says_why(tmp_path: Path, caplog:
     def broken() -> Settings:
         raise ConfigurationError("RUN_ID: not a run id")
 
-    app = PredictApiApplication(settings, options_for(settings), broken)
+    app = PredictApiApplication(settings, options_for(settings), lambda *a, **k: None, broken)
     with caplog.at_level(logging.ERROR, logger="server.gunicorn_app"):
         app.switch_model()
     assert not switch_file_for(settings).exists()
@@ -35,7 +35,7 @@ def test_a_broken_env_file_switches_nothing_and_says_why(tmp_path: Path, caplog:
 def test_mlflow_down_switches_nothing_and_names_the_setting(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     settings = _settings(tmp_path)
     fresh = _settings(tmp_path, mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}", run_id="0" * 32)
-    app = PredictApiApplication(settings, options_for(settings), lambda: fresh)
+    app = PredictApiApplication(settings, options_for(settings), lambda *a, **k: None, lambda: fresh)
     with caplog.at_level(logging.ERROR, logger="server.gunicorn_app"):
         app.switch_model()
     assert not switch_file_for(settings).exists()

@@ -1,7 +1,7 @@
 """Raw data in, clean typed frame out; plus a generator of realistic raw data in the Kaggle BankChurners schema.
 
-Everything here is pure (DataFrame -> DataFrame); reading a file is the only IO. Every problem is a `DataError`
-whose message names the column (and, where it helps, the row and the offending value).
+Everything here is pure (DataFrame -> DataFrame); reading a file is the only IO. Cleaning (what a valid row is)
+lives in `mlops.contract`, shared with every serving entry point; it is re-exported here for the data pipeline.
 """
 
 from __future__ import annotations
@@ -13,13 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mlops.spec import FeatureSpec, normalize_name
+from mlops.contract import LABEL, DataError, clean
 
-LABEL = "label"  # name of the 0/1 target column in clean frames
-
-
-class DataError(ValueError):
-    """The data does not fit the spec; the message names the column."""
+__all__ = ["LABEL", "DataError", "clean", "content_hash", "generate_bank_churners", "read_raw", "reference_sample"]
 
 
 # ----------------------------------------------------------------------------------------------------------- reading
@@ -42,101 +38,6 @@ def read_raw(path: str | Path) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"data file {path} has a header but no rows")
     return frame
-
-
-# ----------------------------------------------------------------------------------------------------------- cleaning
-def _row_label(frame: pd.DataFrame, position: int) -> str:
-    # data rows start on line 2 of a CSV (line 1 is the header)
-    return f"row {position + 2}"
-
-
-def _clean_numeric(series: pd.Series, column: str, kind: str) -> pd.Series:
-    if pd.api.types.is_numeric_dtype(series):
-        values = series.astype("float64")
-    else:
-        text = series.astype("string").str.strip()
-        values = pd.to_numeric(text, errors="coerce").astype("float64")
-        bad = values.isna() & text.notna() & (text != "")
-        if bad.any():
-            position = int(np.flatnonzero(bad.to_numpy())[0])
-            raise DataError(
-                f"column '{column}' must be numeric ({kind}), but {_row_label(series.to_frame(), position)} holds "
-                f"{text.iloc[position]!r} ({int(bad.sum())} non-numeric value(s) in all)"
-            )
-    return values
-
-
-def _clean_category(series: pd.Series, column: str, allowed: list[str] | None, missing: set[str]) -> pd.Series:
-    text = series.astype("string").str.strip()
-    text = text.mask(text.str.lower().isin(missing) | (text == ""))
-    if allowed is None:
-        return text.astype("object").where(text.notna(), None)
-    canonical = {value.lower(): value for value in allowed}
-    mapped = text.str.lower().map(canonical)
-    unknown = text.notna() & mapped.isna()
-    if unknown.any():
-        values = sorted(text[unknown].unique().tolist())[:5]
-        raise DataError(f"column '{column}' has value(s) {values} not in the spec's categories {allowed}")
-    return mapped.astype("object").where(mapped.notna(), None)
-
-
-def clean(raw: pd.DataFrame, spec: FeatureSpec, require_target: bool = True) -> pd.DataFrame:
-    """Normalize names, drop leaks, type every feature, map missing markers to NaN/None and the target to 0/1.
-
-    Returns the id column (if the spec has one and the data carries it), every feature column in spec order and,
-    when `require_target`, the `label` column.
-    """
-    if raw.empty:
-        raise DataError("the data has no rows")
-    frame = raw.rename(columns=normalize_name)
-    duplicated = frame.columns[frame.columns.duplicated()].tolist()
-    if duplicated:
-        raise DataError(f"column(s) {duplicated} appear twice (names are compared case-insensitively)")
-    needed = spec.feature_columns + ([spec.target.column] if require_target else [])
-    missing_columns = [c for c in needed if c not in frame.columns]
-    if missing_columns:
-        raise DataError(f"missing column(s) {missing_columns} required by spec '{spec.name}'")
-
-    missing_markers = {v.lower() for v in spec.missing_values}
-    out = pd.DataFrame(index=frame.index)
-    if spec.id_column and spec.id_column in frame.columns:
-        out[spec.id_column] = frame[spec.id_column].astype("string").str.strip()
-    for column, feature in spec.numeric.items():
-        values = _clean_numeric(frame[column], column, feature.type)
-        if feature.type == "int":
-            fractional = values.notna() & (values != values.round())
-            if fractional.any():
-                position = int(np.flatnonzero(fractional.to_numpy())[0])
-                raise DataError(
-                    f"column '{column}' must hold whole numbers, but {_row_label(frame, position)} holds "
-                    f"{values.iloc[position]}"
-                )
-        out[column] = values
-    for column, allowed in spec.categorical.items():
-        out[column] = _clean_category(frame[column], column, allowed, missing_markers)
-    for column, order in spec.ordinal.items():
-        out[column] = _clean_category(frame[column], column, order, missing_markers)
-
-    if require_target:
-        target = frame[spec.target.column].astype("string").str.strip()
-        if target.isna().any():
-            position = int(np.flatnonzero(target.isna().to_numpy())[0])
-            raise DataError(f"column '{spec.target.column}' is empty in {_row_label(frame, position)}")
-        lowered = target.str.lower()
-        positive = lowered == spec.target.positive.lower()
-        if spec.target.negative is not None:
-            negative = lowered == spec.target.negative.lower()
-            unknown = ~(positive | negative)
-            if unknown.any():
-                labels = sorted(target[unknown].unique().tolist())[:5]
-                raise DataError(
-                    f"column '{spec.target.column}' has unknown target label(s) {labels}; expected "
-                    f"{spec.target.positive!r} or {spec.target.negative!r}"
-                )
-        out[LABEL] = positive.astype("int8")
-        if out[LABEL].nunique() < 2:
-            raise DataError(f"column '{spec.target.column}' holds only one class; training needs both")
-    return out.reset_index(drop=True)
 
 
 def content_hash(clean_frame: pd.DataFrame) -> str:

@@ -14,6 +14,7 @@ from mlflow.tracking import MlflowClient
 from mlops.aws import ServiceUnavailable
 from mlops.model import BOOSTER_FILE, MODEL_ARTIFACT, SPEC_FILE
 from mlops.settings import Settings
+from mlops.spec import FeatureSpec
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -46,20 +47,36 @@ def register(client: MlflowClient, model_uri: str, name: str, run_id: str, alias
     return str(version.version)
 
 
+def model_name_for(settings: Settings, spec: FeatureSpec | None = None) -> str:
+    """The registered model of the data set these settings serve: MODEL_NAME if set, else the spec's own."""
+    if settings.model_name:
+        return settings.model_name
+    return (spec or FeatureSpec.load(settings.feature_spec)).registered_model_name
+
+
+def experiment_for(settings: Settings, spec: FeatureSpec | None = None) -> str:
+    """The MLflow experiment of the data set's training runs: MLFLOW_EXPERIMENT if set, else the spec's own."""
+    if settings.mlflow_experiment:
+        return settings.mlflow_experiment
+    return (spec or FeatureSpec.load(settings.feature_spec)).experiment_name
+
+
 def resolve_run_id(settings: Settings, client: MlflowClient | None = None) -> tuple[str, str]:
-    """Which run to serve: RUN_ID if set, else the alias `champion`, else `challenger`. Returns (run_id, why)."""
+    """Which run to serve: RUN_ID if set, else the alias `champion`, else `challenger` of the spec's registered
+    model (never another data set's). Returns (run_id, why)."""
     if settings.run_id:
         return settings.run_id, "RUN_ID"
     client = client or MlflowClient(settings.mlflow_tracking_uri)
+    name = model_name_for(settings)
     for alias in (CHAMPION, CHALLENGER):
         try:
-            version = client.get_model_version_by_alias(settings.model_name, alias)
+            version = client.get_model_version_by_alias(name, alias)
         except MlflowException:
             continue
         if version.run_id:
-            return version.run_id, f"alias '{alias}' of {settings.model_name} (version {version.version})"
+            return version.run_id, f"alias '{alias}' of {name} (version {version.version})"
     raise LookupError(
-        f"no model to serve: RUN_ID is empty and {settings.model_name} has no 'champion' or 'challenger' alias; "
+        f"no model to serve: RUN_ID is empty and {name} has no 'champion' or 'challenger' alias; "
         "train one (make train) or set RUN_ID in .env.<env>"
     )
 

@@ -48,8 +48,10 @@ class Settings(BaseSettings):
 
     # --- MLflow ---
     mlflow_tracking_uri: str = "http://127.0.0.1:5051"
-    mlflow_experiment: str = "churn-model-tuning"
-    model_name: str = "churn-model"
+    # Empty: the spec's own (`experiment` / `model_name` in the spec file, else derived from its name), so each data
+    # set keeps its registered model; set only to train or serve a spec under another name (tests do).
+    mlflow_experiment: str | None = None
+    model_name: str | None = None
     run_id: str | None = Field(default=None, description="MLflow run whose model is served; empty = alias")
 
     # --- Prefect ---
@@ -96,7 +98,15 @@ class Settings(BaseSettings):
     report_window_hours: float = Field(default=3.0, gt=0, description="predictions a drift report looks back over")
 
     @field_validator(
-        "aws_endpoint_url", "run_id", "api_key", "rate_limit", "prediction_log_uri", "drift_service_url", mode="before"
+        "aws_endpoint_url",
+        "run_id",
+        "api_key",
+        "rate_limit",
+        "prediction_log_uri",
+        "drift_service_url",
+        "model_name",
+        "mlflow_experiment",
+        mode="before",
     )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:

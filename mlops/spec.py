@@ -50,10 +50,19 @@ class FeatureSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]*$")
+    # The registered model and the MLflow experiment of this data set (default: derived from `name`), so training
+    # one data set never moves another's aliases.
+    model_name: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    experiment: str | None = None
     id_column: str | None = None
+    # Repeated ids in training data: stop with the count and examples (error), or keep the last row of each id,
+    # or drop every row of a repeated id.
+    duplicate_ids: Literal["error", "keep_last", "drop"] = "error"
     target: Target
     drop: list[str] = Field(default_factory=list)
     missing_values: list[str] = Field(default_factory=list)
+    # Features that may not be missing (null, "" or a missing marker); every other feature may be.
+    required: list[str] = Field(default_factory=list)
     numeric: dict[str, NumericFeature] = Field(default_factory=dict)
     # None: the categories are learned from the training data and stored in the resolved spec.
     categorical: dict[str, list[str] | None] = Field(default_factory=dict)
@@ -70,6 +79,7 @@ class FeatureSpec(BaseModel):
         if isinstance(data.get("target"), dict):
             data["target"] = {**data["target"], "column": normalize_name(data["target"].get("column", ""))}
         data["drop"] = [normalize_name(c) for c in data.get("drop") or []]
+        data["required"] = [normalize_name(c) for c in data.get("required") or []]
         for section in ("numeric", "categorical", "ordinal"):
             block = data.get(section) or {}
             if not isinstance(block, dict):
@@ -98,6 +108,9 @@ class FeatureSpec(BaseModel):
         for special in (self.target.column, self.id_column):
             if special and special in seen:
                 raise ValueError(f"column '{special}' is the target or id and cannot also be a feature")
+        for column in self.required:
+            if column not in seen:
+                raise ValueError(f"required column '{column}' is not a feature of the spec")
         for column, values in {**self.ordinal, **{k: v for k, v in self.categorical.items() if v}}.items():
             if not values:
                 raise ValueError(f"'{column}' lists no values")
@@ -107,6 +120,16 @@ class FeatureSpec(BaseModel):
         return self
 
     # ----- derived views -----
+    @property
+    def registered_model_name(self) -> str:
+        """The MLflow registered model of this data set: `model_name`, else `<name>-model`."""
+        return self.model_name or f"{self.name.replace('_', '-')}-model"
+
+    @property
+    def experiment_name(self) -> str:
+        """The MLflow experiment of this data set's training runs: `experiment`, else `<name>-tuning`."""
+        return self.experiment or f"{self.name.replace('_', '-')}-tuning"
+
     @property
     def feature_columns(self) -> list[str]:
         """Model input columns in a fixed order: numeric, categorical, ordinal (as declared)."""

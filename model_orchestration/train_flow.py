@@ -41,6 +41,7 @@ FLOW_NAME = "model_tuning_and_uploading"
 @dataclass
 class TrainingOutcome:
     run_id: str
+    model_name: str
     model_uri: str
     version: str
     test_metrics: dict[str, float]
@@ -134,12 +135,9 @@ def refit_and_register(
     with tempfile.TemporaryDirectory() as workdir:
         info = log_model(booster, data.spec, Path(workdir))
     model_uri = f"runs:/{run_id}/{MODEL_ARTIFACT}"
-    version = registry.register(
-        MlflowClient(settings.mlflow_tracking_uri), info.model_uri or model_uri, settings.model_name, run_id
-    )
-    get_run_logger().info(
-        "test ROC AUC %.4f; registered %s version %s", test_metrics["roc_auc"], settings.model_name, version
-    )
+    name = registry.model_name_for(settings, data.spec)
+    version = registry.register(MlflowClient(settings.mlflow_tracking_uri), info.model_uri or model_uri, name, run_id)
+    get_run_logger().info("test ROC AUC %.4f; registered %s version %s", test_metrics["roc_auc"], name, version)
     return model_uri, version, test_metrics
 
 
@@ -175,7 +173,7 @@ def train(
     max_evals = max_evals or settings.max_evals
     registry.check_mlflow(settings.mlflow_tracking_uri)
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    experiment = mlflow.set_experiment(settings.mlflow_experiment)
+    experiment = mlflow.set_experiment(registry.experiment_for(settings, spec))
 
     frame, snapshot = load_features(settings, spec, data_hash)
     data = split(frame, spec, settings.seed)
@@ -198,6 +196,7 @@ def train(
     url = f"{settings.mlflow_tracking_uri.rstrip('/')}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
     return TrainingOutcome(
         run_id=run.info.run_id,
+        model_name=registry.model_name_for(settings, spec),
         model_uri=model_uri,
         version=version,
         test_metrics=test_metrics,
@@ -212,7 +211,9 @@ def already_trained(settings: Settings, spec_path: str | None, data_hash: str | 
     spec = FeatureSpec.load(spec_path or settings.feature_spec)
     wanted = FeatureStore(aws.client("s3", settings), settings).resolve(spec.name, data_hash).data_hash
     try:
-        run_id, _ = registry.resolve_run_id(settings.model_copy(update={"run_id": None}))
+        run_id, _ = registry.resolve_run_id(
+            settings.model_copy(update={"run_id": None, "model_name": registry.model_name_for(settings, spec)})
+        )
     except LookupError:
         return None
     tags = MlflowClient(settings.mlflow_tracking_uri).get_run(run_id).data.tags
@@ -259,7 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.if_missing:
             existing = already_trained(settings, args.spec, args.data_hash)
             if existing:
-                print(f"{settings.model_name} is already trained on the latest data; not training again")
+                name = registry.model_name_for(settings, FeatureSpec.load(args.spec or settings.feature_spec))
+                print(f"{name} is already trained on the latest data; not training again")
                 print(f"RUN_ID={existing}")
                 return 0
         with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
@@ -278,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\ntest ROC AUC {metrics['roc_auc']:.4f}  PR AUC {metrics['pr_auc']:.4f}  F1 {metrics['f1']:.4f}  "
         f"Brier {metrics['brier']:.4f}  ({result['trials']} trials)"
     )
-    print(f"registered {settings.model_name} version {result['version']} as 'challenger'")
+    print(f"registered {result['model_name']} version {result['version']} as 'challenger'")
     print(f"MLflow: {result['experiment_url']}")
     print(f"RUN_ID={result['run_id']}")
     return 0

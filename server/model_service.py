@@ -10,18 +10,17 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mlops import registry
+from mlops import contract, registry
 from mlops.aws import ServiceUnavailable
+from mlops.contract import validator_for
 from mlops.model import ModelBundle
 from mlops.settings import Settings
 from mlops.spec import FeatureSpec
@@ -31,133 +30,8 @@ log = logging.getLogger(__name__)
 LAST_SERVED = "last-served.json"
 
 
-@dataclass(eq=False)  # not frozen: Python sets __traceback__ on exceptions it raises through `with` blocks
-class RecordError(ValueError):
-    """One bad field of one record: `field` names it, `reason` says what is wrong."""
-
-    field: str
-    reason: str
-    index: int | None = None  # position in a batch
-
-    def __str__(self) -> str:
-        where = f"record {self.index}: " if self.index is not None else ""
-        return f"{where}field '{self.field}': {self.reason}"
-
-    def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"field": self.field, "reason": self.reason}
-        if self.index is not None:
-            out["index"] = self.index
-        return out
-
-
-FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_MAX = contract.FLOAT32_MAX
 COLUMNAR_MIN_ROWS = 32  # below this the row-wise encoder is as fast and has no per-column setup
-
-
-class RecordValidator:
-    """The spec compiled once into lookups, so validating a record costs dict lookups, not spec traversals."""
-
-    def __init__(self, spec: FeatureSpec) -> None:
-        self.spec = spec
-        self.expected = spec.feature_columns
-        self.expected_set = frozenset(self.expected)
-        self.allowed_keys = self.expected_set | ({spec.id_column} if spec.id_column else set())
-        self.numeric = [(c, f.type == "int", f.min, f.max) for c, f in spec.numeric.items()]
-        self.missing_markers = {v.lower() for v in spec.missing_values}
-        self.categories = [
-            (c, spec.categories(c), {v.lower(): v for v in spec.categories(c)})
-            for c in [*spec.categorical, *spec.ordinal]
-        ]
-        self.id_column = spec.id_column
-
-    def __call__(self, record: Any, index: int | None = None) -> dict[str, Any]:
-        if not isinstance(record, Mapping):
-            raise RecordError("(record)", f"must be a JSON object, got {_json_type(record)}", index)
-        keys = record.keys()
-        if keys != self.expected_set:
-            unknown = [k for k in keys if k not in self.allowed_keys]
-            if unknown:
-                raise RecordError(str(unknown[0]), f"unknown field; expected fields are {self.expected}", index)
-            missing = [c for c in self.expected if c not in keys]
-            if missing:
-                raise RecordError(missing[0], "missing field", index)
-        clean: dict[str, Any] = {}
-        for column, whole, low, high in self.numeric:
-            value = record[column]
-            kind = type(value)
-            if (kind is not float and kind is not int) and (
-                isinstance(value, bool) or not isinstance(value, int | float)
-            ):
-                raise RecordError(column, f"must be a number, got {_json_type(value)}", index)
-            # a float (JSON's NaN and Infinity tokens land here too)
-            if kind is not int and not isinstance(value, int):
-                if not math.isfinite(value):
-                    raise RecordError(column, "must be a finite number (NaN and infinity are not allowed)", index)
-                if whole and value != int(value):
-                    raise RecordError(column, f"must be a whole number, got {value}", index)
-            if low is not None and value < low:
-                raise RecordError(column, f"must be >= {low:g}, got {value}", index)
-            if high is not None and value > high:
-                raise RecordError(column, f"must be <= {high:g}, got {value}", index)
-            if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
-                raise RecordError(column, "must be a number within the 32-bit float range", index)
-            clean[column] = value
-        for column, allowed, canonical in self.categories:
-            value = record[column]
-            if value is None:
-                clean[column] = None
-                continue
-            if type(value) is not str:
-                raise RecordError(column, f"must be a string or null, got {_json_type(value)}", index)
-            spelled = canonical.get(value.lower()) if value == value.strip() else None
-            if spelled is None:
-                key = value.strip().lower()
-                if key in self.missing_markers:
-                    clean[column] = None
-                    continue
-                spelled = canonical.get(key)
-                if spelled is None:
-                    raise RecordError(column, f"unknown category {value!r}; expected one of {allowed}", index)
-            clean[column] = spelled
-        if self.id_column and self.id_column in keys:
-            clean[self.id_column] = record[self.id_column]
-        return clean
-
-
-def _json_type(value: Any) -> str:
-    """How a JSON client would name the type it sent (a string, an array, ...), with the value abbreviated."""
-    names = {str: "string", bool: "boolean", list: "array", dict: "object", type(None): "null"}
-    name = names.get(type(value), "number" if isinstance(value, int | float) else type(value).__name__)
-    try:
-        shown = json.dumps(value)
-    except (TypeError, ValueError):
-        shown = repr(value)
-    return f"{name} {shown[:40]}"
-
-
-_VALIDATORS: dict[int, RecordValidator] = {}
-_VALIDATORS_LOCK = threading.Lock()
-
-
-def validator_for(spec: FeatureSpec) -> RecordValidator:
-    """A compiled validator per spec object (it keeps the spec alive, so the id is never reused)."""
-    found = _VALIDATORS.get(id(spec))
-    if found is not None and found.spec is spec:
-        return found
-    with _VALIDATORS_LOCK:
-        if len(_VALIDATORS) > 64:
-            _VALIDATORS.clear()
-        compiled = _VALIDATORS[id(spec)] = RecordValidator(spec)
-    return compiled
-
-
-def validate_record(record: Any, spec: FeatureSpec, index: int | None = None) -> dict[str, Any]:
-    """Check one JSON record against the spec; returns it with categories in their canonical spelling.
-
-    Missing, unknown, wrongly typed, non-finite or out-of-range fields and unseen categories are errors;
-    a category may be null or a missing marker ("Unknown"), which the model treats as missing.
-    """
-    return validator_for(spec)(record, index)
 
 
 class ModelService:

@@ -299,7 +299,7 @@ def create_app(
         if current is None:
             raise ApiError(503, "model not loaded", state.load_error or "the model is still loading", None)
         records, single = _parse_body(request.get_data(cache=False), settings.max_batch_records)
-        from server.model_service import RecordError
+        from mlops.contract import RecordError
 
         try:
             valid = current.validate(records, indexed=not single)
@@ -310,12 +310,11 @@ def create_app(
         for p in probabilities:
             metrics.predictions.observe(p)
         _to_sinks(state, valid, probabilities, run_id)
+        id_column = current.spec.id_column
+        answers = [_answer(p, run_id, record, id_column) for p, record in zip(probabilities, valid, strict=True)]
         if single:
-            return {"churn chance": float(probabilities[0]), "model_run_id": run_id}
-        return Response(
-            json.dumps([{"churn chance": float(p), "model_run_id": run_id} for p in probabilities]),
-            mimetype="application/json",
-        )
+            return answers[0]
+        return Response(json.dumps(answers), mimetype="application/json")
 
     @app.get("/health")
     def health() -> tuple[dict[str, Any], int]:
@@ -366,7 +365,7 @@ def create_app(
 
 def record_schema(spec: FeatureSpec) -> dict[str, Any]:
     """JSON Schema of one record, from the spec: every field, its type, its range or its categories."""
-    from server.model_service import FLOAT32_MAX
+    from mlops.contract import FLOAT32_MAX
 
     properties: dict[str, Any] = {}
     for column, feature in spec.numeric.items():
@@ -530,6 +529,14 @@ def _to_sinks(state: ApiState, records: list[dict[str, Any]], probabilities: Any
     request_id = g.request_id
     entries = [make_entry(r, p, run_id, "http", request_id) for r, p in zip(records, probabilities, strict=True)]
     submit_all(state.sinks, entries)
+
+
+def _answer(probability: float, run_id: str, record: dict[str, Any], id_column: str | None) -> dict[str, Any]:
+    """One prediction's answer; the record's id (the spec's id column) is echoed when the client sent one."""
+    answer: dict[str, Any] = {"churn chance": float(probability), "model_run_id": run_id}
+    if id_column is not None and record.get(id_column) is not None:
+        answer[id_column] = record[id_column]
+    return answer
 
 
 def close_app(app: Any) -> None:

@@ -40,10 +40,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from mlops import aws
 from mlops.aws import ServiceUnavailable
+from mlops.contract import RecordError, validate_record
 from mlops.prediction_log import make_entry, utc_now_iso
 from mlops.settings import ConfigurationError, Settings, load_settings
 from server.checkpoints import CheckpointStore
-from server.model_service import RecordError, validate_record
 from server.sinks import PredictionSink
 
 log = logging.getLogger("serve_kinesis")
@@ -420,9 +420,11 @@ class KinesisConsumer:
             request_ids.append(envelope.request_id)
         chances = self.service.predict_records(valid) if valid else []
         run_id = self.service.run_id
+        id_column = self.service.spec.id_column
         results = [
             {"request_id": rid, "churn chance": float(p), "model_run_id": run_id}
-            for rid, p in zip(request_ids, chances, strict=True)
+            | ({id_column: record[id_column]} if id_column and record.get(id_column) is not None else {})
+            for rid, p, record in zip(request_ids, chances, valid, strict=True)
         ]
         if results:
             put_all(

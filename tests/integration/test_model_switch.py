@@ -19,6 +19,7 @@ import pytest
 import requests
 from mlflow import MlflowClient
 
+from mlops import registry
 from mlops.registry import CHALLENGER
 from mlops.settings import Settings
 from tests.conftest import stop_process
@@ -40,7 +41,7 @@ def second_run(settings: Settings, trained_run_id: str) -> Iterator[tuple[str, s
     from model_orchestration.train_flow import model_tuning_and_uploading
 
     client = MlflowClient(settings.mlflow_tracking_uri)
-    first = client.get_model_version_by_alias(settings.model_name, CHALLENGER)
+    first = client.get_model_version_by_alias(registry.model_name_for(settings), CHALLENGER)
     assert first.run_id == trained_run_id
     overrides = {
         "aws_endpoint_url": settings.aws_endpoint_url,
@@ -56,10 +57,12 @@ def second_run(settings: Settings, trained_run_id: str) -> Iterator[tuple[str, s
         with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
             result = model_tuning_and_uploading(max_evals=1, env="local", settings_overrides=overrides)
         second = result["run_id"]
-        client.set_registered_model_alias(settings.model_name, CHALLENGER, first.version)  # servers start on the first
+        client.set_registered_model_alias(
+            registry.model_name_for(settings), CHALLENGER, first.version
+        )  # servers start on the first
         yield trained_run_id, first.version, second
     finally:
-        client.set_registered_model_alias(settings.model_name, CHALLENGER, first.version)
+        client.set_registered_model_alias(registry.model_name_for(settings), CHALLENGER, first.version)
 
 
 @pytest.fixture
@@ -118,9 +121,9 @@ def _workers(master: int) -> set[int]:
 
 def _set_challenger(settings: Settings, run_id: str) -> None:
     client = MlflowClient(settings.mlflow_tracking_uri)
-    for version in client.search_model_versions(f"name='{settings.model_name}'"):
+    for version in client.search_model_versions(f"name='{registry.model_name_for(settings)}'"):
         if version.run_id == run_id:
-            client.set_registered_model_alias(settings.model_name, CHALLENGER, version.version)
+            client.set_registered_model_alias(registry.model_name_for(settings), CHALLENGER, version.version)
             return
     raise AssertionError(f"run {run_id} is not registered")
 

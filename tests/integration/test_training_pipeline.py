@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from mlops import aws
+from mlops import aws, registry
 from mlops.data import generate_bank_churners, read_raw
 from mlops.feature_store import FeatureStore
 from mlops.init_aws import load_data
@@ -54,7 +54,7 @@ def test_flow_logs_every_trial_and_registers_the_best(settings: Settings, traine
     for trial in trials:
         assert {"valid_auc", "valid_logloss", "fit_seconds"} <= set(trial.data.metrics)
         assert "max_depth" in trial.data.params
-    version = client.get_model_version_by_alias(settings.model_name, "challenger")
+    version = client.get_model_version_by_alias(registry.model_name_for(settings), "challenger")
     assert version.run_id == trained_run_id
 
 
@@ -86,14 +86,19 @@ def test_a_second_spec_trains_and_serves_with_no_code_change(
         "mlflow_tracking_uri": settings.mlflow_tracking_uri,
         "state_dir": str(settings.state_dir),
         "s3_bucket": settings.s3_bucket,
-        "model_name": "telco-churn",
-        "mlflow_experiment": "telco-tuning",
         "train_threads": 1,
     }
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    churn_before = client.get_model_version_by_alias("churn-model", "challenger")
     with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
         result = model_tuning_and_uploading(max_evals=2, spec_path=str(SPEC_PATH), settings_overrides=overrides)
     assert result["test_metrics"]["roc_auc"] > 0.7
-    service = ModelService.from_settings(settings.model_copy(update={"model_name": "telco-churn"}))
+    # one registered model per data set: the telco spec's own, and churn-model's alias has not moved
+    assert result["model_name"] == "telco-churn-model"
+    assert client.get_model_version_by_alias("telco-churn-model", "challenger").run_id == result["run_id"]
+    churn_after = client.get_model_version_by_alias("churn-model", "challenger")
+    assert (churn_after.version, churn_after.run_id) == (churn_before.version, churn_before.run_id)
+    service = ModelService.from_settings(settings.model_copy(update={"feature_spec": SPEC_PATH}))
     assert service.run_id == result["run_id"] != trained_run_id
     assert service.spec.categorical["contract"] == ["monthly", "one-year", "two-year"]  # learned, logged
     records = service.validate(

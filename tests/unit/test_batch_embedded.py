@@ -103,7 +103,7 @@ def test_bad_files_are_rejected_with_their_reason_and_the_rest_completes(tmp_pat
     assert (summary.scored, summary.rejected) == (3, 6)
     assert summary.exit_code == 1
     assert "missing column(s) ['credit_limit']" in reasons["missing-column.csv"]
-    assert "customer_age" in reasons["bad-type.csv"] and "'forty'" in reasons["bad-type.csv"]
+    assert "customer_age" in reasons["bad-type.csv"] and '"forty"' in reasons["bad-type.csv"]
     assert "Diamond" in reasons["bad-category.csv"]
     assert "cannot be read as Parquet" in reasons["corrupt.parquet"]
     assert "empty" in reasons["empty.csv"]

@@ -17,8 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mlops.contract import RecordError
 from mlops.settings import load_settings
-from server.model_service import ModelService, RecordError
+from server.model_service import ModelService
 from server.predict_api import create_app
 from tests.unit.test_validation import GOOD, tiny_service
 

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from scipy.stats import chisquare, ks_2samp
 
+from mlops.contract import validate_record
 from mlops.data import clean, generate_bank_churners
 from mlops.settings import PROJECT_ROOT
 from mlops.spec import FeatureSpec
-from server.model_service import validate_record
 from simulation_business.sampling import drift_frame, envelope, sample, to_records
 
 SPEC = FeatureSpec.load(PROJECT_ROOT / "features.yaml")

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
+from mlops.contract import RecordError, validate_record
 from mlops.encoding import FeatureEncoder
 from mlops.model import ModelBundle
 from mlops.settings import PROJECT_ROOT, load_settings
 from mlops.spec import FeatureSpec
-from server.model_service import ModelService, RecordError, validate_record
+from server.model_service import ModelService
 from server.predict_api import STATE_KEY, create_app
 
 GOOD: dict[str, Any] = {
@@ -140,9 +141,10 @@ def test_an_insane_request_id_is_replaced(client: Any) -> None:
 BAD_RECORDS = [
     ("missing field", with_(customer_age=...), "customer_age", "missing field"),
     ("unknown field", with_(shoe_size=42), "shoe_size", "unknown field"),
-    ("string for a number", with_(credit_limit="12691"), "credit_limit", "must be a number"),
+    ("text for a number", with_(credit_limit="lots"), "credit_limit", 'must be a number, got string "lots"'),
     ("bool for a number", with_(customer_age=True), "customer_age", "must be a number"),
-    ("null for a number", with_(customer_age=None), "customer_age", "must be a number"),
+    ("numeric string below minimum", with_(customer_age="12"), "customer_age", ">= 18"),
+    ("two spellings of one field", {**with_(), "Customer_Age": 45}, "Customer_Age", "given twice"),
     ("list for a number", with_(customer_age=[45]), "customer_age", "must be a number"),
     ("number for a category", with_(gender=1), "gender", "must be a string"),
     ("object for a category", with_(gender={"v": "M"}), "gender", "must be a string"),
@@ -291,7 +293,7 @@ def test_metrics_count_requests_by_status_and_predictions(client: Any) -> None:
 def test_validator_canonicalises_categories_and_keeps_the_id() -> None:
     spec = FeatureSpec.load(PROJECT_ROOT / "features.yaml")
     clean = validate_record({**with_(gender=" f ", card_category="GOLD"), "clientnum": 7}, spec)
-    assert (clean["gender"], clean["card_category"], clean["clientnum"]) == ("F", "Gold", 7)
+    assert (clean["gender"], clean["card_category"], clean["clientnum"]) == ("F", "Gold", "7")
     with pytest.raises(RecordError) as caught:
         validate_record(with_(gender="X"), spec, index=3)
     assert (caught.value.field, caught.value.index) == ("gender", 3)
@@ -326,3 +328,84 @@ def test_columnar_path_equals_row_wise_path(service: ModelService) -> None:
     encoder = service.bundle.encoder
     assert np.array_equal(encoder.encode_columnar(valid), encoder.encode_records(valid), equal_nan=True)
     assert np.array_equal(service.predict_records(valid), service.bundle.predict_encoded(encoder.encode_records(valid)))
+
+
+# ----------------------------------------------------------------------------------------------- the record contract
+KAGGLE_SPELLING = {
+    "CLIENTNUM": 768805383,
+    "Attrition_Flag": "Existing Customer",  # the target: ignored when scoring
+    "Customer_Age": 45,
+    "Gender": "M",
+    "Dependent_count": 3,
+    "Education_Level": "High School",
+    "Marital_Status": "Married",
+    "Income_Category": "$60K - $80K",
+    "Card_Category": "Blue",
+    "Months_on_book": 39,
+    "Total_Relationship_Count": 5,
+    "Months_Inactive_12_mon": 1,
+    "Contacts_Count_12_mon": 3,
+    "Credit_Limit": 12691.0,
+    "Total_Revolving_Bal": 777,
+    "Avg_Open_To_Buy": 11914.0,
+    "Total_Amt_Chng_Q4_Q1": 1.335,
+    "Total_Trans_Amt": 1144,
+    "Total_Trans_Ct": 42,
+    "Total_Ct_Chng_Q4_Q1": 1.625,
+    "Avg_Utilization_Ratio": 0.061,
+    # the leaked columns of the real file: the spec drops them
+    "Naive_Bayes_Classifier_Attrition_Flag_Card_Category_Contacts_Count_12_mon_Dependent_count_Education_Level_"
+    "Months_Inactive_12_mon_1": 9.3e-05,
+    "Naive_Bayes_Classifier_Attrition_Flag_Card_Category_Contacts_Count_12_mon_Dependent_count_Education_Level_"
+    "Months_Inactive_12_mon_2": 0.99991,
+}
+
+
+def test_a_verbatim_kaggle_row_is_scored_and_its_id_echoed(client: Any, service: ModelService) -> None:
+    response = client.post("/predict", json=KAGGLE_SPELLING)
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert body["clientnum"] == "768805383"
+    expected = service.predict_records([validate_record(GOOD, service.spec)])[0]
+    assert body["churn chance"] == pytest.approx(float(expected), abs=1e-9)
+    many = client.post("/predict", json=[KAGGLE_SPELLING, {**KAGGLE_SPELLING, "CLIENTNUM": "1"}]).get_json()
+    assert [a["clientnum"] for a in many] == ["768805383", "1"]
+
+
+@pytest.mark.parametrize(
+    "missing", [None, "", "Unknown", " unknown "], ids=["null", "empty", "marker", "marker-spaced"]
+)
+def test_missing_numbers_are_accepted_as_training_accepts_them(
+    client: Any, service: ModelService, missing: Any
+) -> None:
+    response = client.post("/predict", json=with_(credit_limit=missing, total_trans_ct=missing))
+    assert response.status_code == 200, response.get_json()
+    as_nan = service.predict_records(
+        [{**validate_record(GOOD, service.spec), "credit_limit": None, "total_trans_ct": None}]
+    )
+    assert response.get_json()["churn chance"] == pytest.approx(float(as_nan[0]), abs=1e-9)
+
+
+def test_numeric_strings_are_numbers(client: Any) -> None:
+    as_numbers = client.post("/predict", json=GOOD).get_json()["churn chance"]
+    as_text = client.post("/predict", json={k: str(v) if not isinstance(v, str) else v for k, v in GOOD.items()})
+    assert as_text.status_code == 200, as_text.get_json()
+    assert as_text.get_json()["churn chance"] == pytest.approx(as_numbers, abs=1e-9)
+
+
+def test_a_required_feature_refuses_missing_values() -> None:
+    spec = FeatureSpec.load(PROJECT_ROOT / "features.yaml").model_copy(update={"required": ["credit_limit"]})
+    for missing in (None, "", "Unknown"):
+        with pytest.raises(RecordError) as caught:
+            validate_record(with_(credit_limit=missing), spec)
+        assert caught.value.field == "credit_limit" and "required" in caught.value.reason
+
+
+def test_null_is_named_null_not_null_null() -> None:
+    spec = FeatureSpec.load(PROJECT_ROOT / "features.yaml")
+    with pytest.raises(RecordError) as caught:
+        validate_record(with_(gender=[None]), spec)
+    assert "array [null]" in caught.value.reason
+    from mlops.contract import json_type
+
+    assert json_type(None) == "null"

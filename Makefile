@@ -108,6 +108,7 @@ up: install ## native: start everything, seed data, train (if needed), serve, an
 	$(MAKE) --no-print-directory setup-model-registry
 	$(MAKE) --no-print-directory init_aws
 	$(PY) -m model_orchestration.train_flow --env $(env) --if-missing $(if $(TRIALS),--max-evals $(TRIALS))
+	$(RUNTIME_CLI) up train-deployment batch-deployment
 	$(MAKE) --no-print-directory setup-model-serve
 	$(MAKE) --no-print-directory apply-prediction-reporting
 	$(PY) -m native.smoke --env $(env)
@@ -135,6 +136,8 @@ endif
 
 init_aws: ## create bucket + Kinesis streams, load clean data into the feature store (DATA=path.csv, else generated)
 ifeq ($(RUNTIME),compose)
+	$(BUILD_BASE)
+	$(REGISTRY_STACK) build train-deployment
 	$(REGISTRY_STACK) run --rm $(NO_TTY) $(if $(DATA),-v $(abspath $(DATA)):/data/$(notdir $(DATA)):ro) train-deployment \
 		python -m mlops.init_aws $(if $(DATA),--data /data/$(notdir $(DATA)))
 else
@@ -143,6 +146,8 @@ endif
 
 train: ## run the training flow once in the foreground with a progress bar (TRIALS=n)
 ifeq ($(RUNTIME),compose)
+	$(BUILD_BASE)
+	$(REGISTRY_STACK) build train-deployment
 	$(REGISTRY_STACK) run --rm $(NO_TTY) train-deployment python -m model_orchestration.train_flow $(if $(TRIALS),--max-evals $(TRIALS))
 else
 	$(PY) -m model_orchestration.train_flow --env $(env) $(if $(TRIALS),--max-evals $(TRIALS))
@@ -198,6 +203,8 @@ endif
 
 report: ## write a drift report now from the prediction log
 ifeq ($(RUNTIME),compose)
+	$(BUILD_BASE)
+	$(SERVE_STACK) build report-deployment
 	$(SERVE_STACK) run --rm --no-deps $(NO_TTY) report-deployment python -m reporting.create_report
 else
 	$(PY) -m reporting.create_report --env $(env)

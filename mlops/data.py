@@ -14,8 +14,19 @@ import numpy as np
 import pandas as pd
 
 from mlops.contract import LABEL, DataError, clean
+from mlops.spec import FeatureSpec
 
-__all__ = ["LABEL", "DataError", "clean", "content_hash", "generate_bank_churners", "read_raw", "reference_sample"]
+__all__ = [
+    "LABEL",
+    "DataError",
+    "clean",
+    "content_hash",
+    "generate_bank_churners",
+    "quality_summary",
+    "read_raw",
+    "reference_sample",
+    "resolve_duplicate_ids",
+]
 
 
 # ----------------------------------------------------------------------------------------------------------- reading
@@ -38,6 +49,55 @@ def read_raw(path: str | Path) -> pd.DataFrame:
     if frame.empty:
         raise DataError(f"data file {path} has a header but no rows")
     return frame
+
+
+def resolve_duplicate_ids(frame: pd.DataFrame, spec: FeatureSpec) -> tuple[pd.DataFrame, int]:
+    """Apply the spec's `duplicate_ids` policy to a clean frame; returns the frame and the rows removed.
+
+    Repeated ids would let one customer sit on both sides of the train/test split and inflate the test metrics, so
+    the default stops with the count and examples; `keep_last` keeps each id's last row, `drop` drops every row of
+    a repeated id. Rows without an id are kept as they are.
+    """
+    column = spec.id_column
+    if not column or column not in frame.columns:
+        return frame, 0
+    ids = frame[column]
+    repeated = ids.notna() & ids.duplicated(keep=False)
+    if not repeated.any():
+        return frame, 0
+    distinct = int(ids[repeated].nunique())
+    if spec.duplicate_ids == "error":
+        examples = ids[repeated].drop_duplicates().head(5).tolist()
+        raise DataError(
+            f"column '{column}' repeats {distinct} id(s) over {int(repeated.sum())} rows (e.g. {examples}): the same "
+            "customer could land in both training and test data; fix the file, or set `duplicate_ids: keep_last` "
+            "or `duplicate_ids: drop` in the spec",
+            field=column,
+            reason="duplicated ids",
+        )
+    if spec.duplicate_ids == "keep_last":
+        keep = ~(ids.notna() & ids.duplicated(keep="last"))
+    else:
+        keep = ~repeated
+    kept = frame[keep].reset_index(drop=True)
+    return kept, len(frame) - len(kept)
+
+
+def quality_summary(frame: pd.DataFrame, spec: FeatureSpec) -> dict[str, object]:
+    """What a reviewer of a training run wants to know about its data: size, class balance, missing values per
+    feature, repeated ids and fully duplicated rows (logged to the run as data_quality.json)."""
+    features = [c for c in spec.feature_columns if c in frame.columns]
+    summary: dict[str, object] = {
+        "rows": len(frame),
+        "missing_share": {c: round(float(frame[c].isna().mean()), 4) for c in features},
+        "duplicated_rows": int(frame[features].duplicated().sum()),
+    }
+    if LABEL in frame.columns:
+        summary["positive_rows"] = int(frame[LABEL].sum())
+        summary["positive_share"] = round(float(frame[LABEL].mean()), 4)
+    if spec.id_column and spec.id_column in frame.columns:
+        summary["repeated_ids"] = int(frame[spec.id_column].dropna().duplicated().sum())
+    return summary
 
 
 def content_hash(clean_frame: pd.DataFrame) -> str:

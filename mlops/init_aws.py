@@ -14,7 +14,15 @@ from pathlib import Path
 from botocore.exceptions import EndpointConnectionError
 
 from mlops import aws
-from mlops.data import DataError, clean, content_hash, read_raw, reference_sample, write_generated
+from mlops.data import (
+    DataError,
+    clean,
+    content_hash,
+    read_raw,
+    reference_sample,
+    resolve_duplicate_ids,
+    write_generated,
+)
 from mlops.feature_store import FeatureStore, Snapshot
 from mlops.settings import ConfigurationError, Settings, load_settings
 from mlops.spec import FeatureSpec, SpecError
@@ -47,7 +55,11 @@ def load_data(settings: Settings, spec: FeatureSpec, data: Path | None, rows: in
     if data is None:
         data = write_generated(settings.state_dir / "data" / f"{spec.name}-generated-{rows}-{seed}.csv", rows, seed)
         print(f"data    generated {rows} rows (seed {seed}) -> {data}")
-    frame = clean(read_raw(data), spec)
+    frame, removed = resolve_duplicate_ids(clean(read_raw(data), spec), spec)
+    if removed:
+        print(
+            f"data    {removed} row(s) of repeated {spec.id_column} removed (spec: duplicate_ids={spec.duplicate_ids})"
+        )
     store = FeatureStore(aws.client("s3", settings), settings)
     snapshot = Snapshot(settings.s3_bucket, spec.name, content_hash(frame))
     if store.exists(snapshot.key("train.parquet")):

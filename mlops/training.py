@@ -26,7 +26,7 @@ from sklearn.metrics import (
 )
 from sklearn.model_selection import train_test_split
 
-from mlops.data import LABEL
+from mlops.data import LABEL, resolve_duplicate_ids
 from mlops.encoding import FeatureEncoder
 from mlops.spec import FeatureSpec
 
@@ -66,7 +66,11 @@ def resolve_spec(spec: FeatureSpec, frame: pd.DataFrame) -> FeatureSpec:
 
 
 def split_data(frame: pd.DataFrame, spec: FeatureSpec, seed: int, valid: float = 0.2, test: float = 0.2) -> Split:
-    """Stratified train/validation/test split (60/20/20 by default), then encoding with the resolved spec."""
+    """Stratified train/validation/test split (60/20/20 by default), then encoding with the resolved spec.
+
+    Ids are made unique first (the spec's `duplicate_ids` policy), so no customer is on both sides of a split.
+    """
+    frame, _ = resolve_duplicate_ids(frame, spec)
     spec = resolve_spec(spec, frame)
     labels = frame[LABEL].to_numpy()
     if min(np.bincount(labels.astype(int), minlength=2)) < 5:

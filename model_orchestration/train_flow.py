@@ -29,7 +29,7 @@ from prefect.cache_policies import NONE
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from mlops import aws, registry, training
-from mlops.data import LABEL, DataError
+from mlops.data import LABEL, DataError, quality_summary
 from mlops.feature_store import FeatureStore, Snapshot
 from mlops.model import MODEL_ARTIFACT, log_model
 from mlops.settings import PROJECT_ROOT, ConfigurationError, Settings, load_settings
@@ -136,7 +136,19 @@ def refit_and_register(
         info = log_model(booster, data.spec, Path(workdir))
     model_uri = f"runs:/{run_id}/{MODEL_ARTIFACT}"
     name = registry.model_name_for(settings, data.spec)
-    version = registry.register(MlflowClient(settings.mlflow_tracking_uri), info.model_uri or model_uri, name, run_id)
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    version = registry.register(client, info.model_uri or model_uri, name, run_id)
+    # what a reviewer sees on the version's page in the MLflow UI
+    data_hash = mlflow.get_run(run_id).data.tags.get("data_hash", "?")
+    client.update_model_version(
+        name,
+        version,
+        description=(
+            f"XGBoost tuned by hyperopt on spec '{data.spec.name}', data snapshot {data_hash}. Test set "
+            f"({data.sizes['test']} rows): ROC AUC {test_metrics['roc_auc']:.4f}, PR AUC {test_metrics['pr_auc']:.4f}, "
+            f"Brier {test_metrics['brier']:.4f}, F1 {test_metrics['f1']:.4f}. Run {run_id}."
+        ),
+    )
     get_run_logger().info("test ROC AUC %.4f; registered %s version %s", test_metrics["roc_auc"], name, version)
     return model_uri, version, test_metrics
 
@@ -190,6 +202,12 @@ def train(
             }
         )
         mlflow.log_params({f"rows_{k}": v for k, v in data.sizes.items()} | {"max_evals": max_evals})
+        quality = quality_summary(frame, spec)
+        mlflow.log_dict(quality, "data_quality.json")
+        mlflow.log_metrics(
+            {"data_rows": float(quality["rows"]), "data_duplicated_rows": float(quality["duplicated_rows"])}
+            | ({"data_positive_share": float(quality["positive_share"])} if "positive_share" in quality else {})
+        )
         params, rounds, valid_auc = tune(data, settings, max_evals, run.info.run_id, show_progress)
         mlflow.log_metric("best_valid_auc", valid_auc)
         model_uri, version, test_metrics = refit_and_register(data, settings, params, rounds, run.info.run_id)

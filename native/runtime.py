@@ -47,6 +47,7 @@ def programs(settings: Settings) -> dict[str, Program]:
         Program("mlflow", f"http://127.0.0.1:{mlflow}/health", 120),
         Program("prefect", f"http://127.0.0.1:{prefect}/api/health", 120),
         Program("train-deployment", None),
+        Program("batch-deployment", None),
         Program("predict-api", f"http://127.0.0.1:{settings.api_port}/health", 120),
         Program("serve-kinesis", f"http://127.0.0.1:{settings.kinesis_metrics_port}/metrics"),
         Program("drift-service", f"http://127.0.0.1:{settings.drift_port}/health"),

@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import mlflow
@@ -90,8 +91,22 @@ def test_make_up_trains_serves_and_answers_then_make_down_stops_everything(platf
     mlflow.set_tracking_uri(platform_env["MLFLOW_TRACKING_URI"])
     assert mlflow.pyfunc.load_model(f"runs:/{run_id}/model") is not None
 
+    # the platform's schedules are deployed: training (interval), daily batch (cron), drift reports (interval)
+    import requests
+
+    def deployments() -> dict[str, dict]:
+        found = requests.post(f"{platform_env['PREFECT_API_URL']}/deployments/filter", json={}, timeout=10).json()
+        return {d["name"]: d for d in found}
+
+    deadline = time.monotonic() + 60
+    while set(deployments()) < {"churn-training", "churn-batch-daily", "drift-reports"}:
+        assert time.monotonic() < deadline, f"deployments after make up: {sorted(deployments())}"
+        time.sleep(1)
+    for name in ("churn-training", "churn-batch-daily"):
+        assert deployments()[name]["schedules"], f"{name} has no schedule"
+
     logs = Path(platform_env["STATE_DIR"]) / "logs"
-    for program in ("moto", "mlflow", "prefect", "predict-api"):
+    for program in ("moto", "mlflow", "prefect", "predict-api", "train-deployment", "batch-deployment"):
         assert (logs / f"{program}.log").exists(), f"no log for {program} in {logs}"
 
     second = make("up", platform_env)  # idempotent: nothing restarts, nothing retrains

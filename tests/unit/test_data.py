@@ -132,3 +132,53 @@ def test_rows_of_the_real_kaggle_file_load_unchanged() -> None:
     assert not cleaned[list(SPEC.numeric)].isna().any().any()
     assert cleaned["income_category"].isna().sum() == 2  # 'Unknown' income is missing, not a category
     assert set(cleaned["card_category"]) == {"Blue", "Gold", "Silver"}
+
+
+def _with_repeated_ids(raw: pd.DataFrame) -> pd.DataFrame:
+    frame = raw.head(50).copy()
+    frame.loc[10:14, "CLIENTNUM"] = frame.loc[0, "CLIENTNUM"]  # 6 rows of one id
+    frame.loc[20, "CLIENTNUM"] = frame.loc[21, "CLIENTNUM"]  # 2 rows of another
+    return frame
+
+
+def test_repeated_ids_stop_training_data_with_the_count_and_examples(raw: pd.DataFrame) -> None:
+    from mlops.data import resolve_duplicate_ids
+
+    frame = clean(_with_repeated_ids(raw), SPEC)
+    with pytest.raises(DataError, match=r"repeats 2 id\(s\) over 8 rows") as caught:
+        resolve_duplicate_ids(frame, SPEC)
+    assert str(raw.loc[0, "CLIENTNUM"]) in str(caught.value) and "duplicate_ids" in str(caught.value)
+
+
+@pytest.mark.parametrize(("policy", "rows"), [("keep_last", 44), ("drop", 42)])
+def test_the_spec_can_resolve_repeated_ids(raw: pd.DataFrame, policy: str, rows: int) -> None:
+    from mlops.data import resolve_duplicate_ids
+
+    spec = SPEC.model_copy(update={"duplicate_ids": policy})
+    frame, removed = resolve_duplicate_ids(clean(_with_repeated_ids(raw), spec), spec)
+    assert (len(frame), removed) == (rows, 50 - rows)
+    assert not frame["clientnum"].duplicated().any()
+
+
+def test_the_split_never_puts_one_id_on_both_sides(raw: pd.DataFrame) -> None:
+    from mlops import training
+
+    spec = SPEC.model_copy(update={"duplicate_ids": "keep_last"})
+    frame = clean(generate_bank_churners(600, seed=3), spec)
+    frame.loc[300:399, "clientnum"] = frame.loc[0:99, "clientnum"].to_numpy()  # 100 ids twice
+    data = training.split_data(frame, spec, seed=1)
+    assert sum(data.sizes.values()) == 500
+    with pytest.raises(DataError, match="repeats 100 id"):
+        training.split_data(frame, SPEC, seed=1)
+
+
+def test_quality_summary_counts_rows_balance_missing_and_repeats(raw: pd.DataFrame) -> None:
+    from mlops.data import quality_summary
+
+    frame = clean(raw.head(100), SPEC)
+    frame.loc[0:9, "credit_limit"] = np.nan
+    frame.loc[50, "clientnum"] = frame.loc[51, "clientnum"]
+    summary = quality_summary(frame, SPEC)
+    assert summary["rows"] == 100 and summary["repeated_ids"] == 1
+    assert summary["missing_share"]["credit_limit"] == 0.1
+    assert summary["positive_rows"] == int(frame["label"].sum())

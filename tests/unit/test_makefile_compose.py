@@ -37,6 +37,7 @@ TARGET_FILES = {
 # Targets that start containers of our images: the shared base image is built first (Dockerfile.base).
 STARTS_OUR_IMAGES = {
     "setup-model-registry",
+    "init_aws",
     "apply-model-train-flow",
     "setup-model-serve",
     "apply-prediction-reporting",

@@ -20,7 +20,8 @@ import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.metrics import DriftedColumnsCount, ValueDrift
 
-from mlops.spec import FeatureSpec
+from mlops.contract import RecordError, validate_record
+from mlops.spec import FeatureSpec, normalize_name
 
 NUM_METHOD = "wasserstein"
 CAT_METHOD = "jensenshannon"
@@ -66,8 +67,10 @@ class BatchError(ValueError):
 def validate_batch(payload: Any, spec: FeatureSpec, max_records: int) -> list[dict[str, Any]]:
     """A JSON list of record objects holding every feature of `spec` (plus optional prediction / metadata).
 
-    Numbers must be JSON numbers (or null), categories strings (or null): a wrong type is the sender's bug and
-    would silently poison the window, so it is refused with the field and the record's index.
+    Each record goes through the one record contract (`mlops.contract`), as at the API and the Kinesis consumer, so
+    the window holds exactly what the model scored; a record the model would refuse is refused here with the same
+    field and reason, and the record's index: it would silently poison the window otherwise. Fields the spec does
+    not name (prediction, model run id, time) pass through.
     """
     if not isinstance(payload, list):
         raise BatchError(f"body must be a JSON list of record objects, got {_json_type(payload)}")
@@ -75,30 +78,22 @@ def validate_batch(payload: Any, spec: FeatureSpec, max_records: int) -> list[di
         raise BatchError("body is an empty list; send at least one record")
     if len(payload) > max_records:
         raise BatchError(f"batch holds {len(payload)} records; at most {max_records} (MAX_BATCH_RECORDS)")
-    numeric = list(spec.numeric)
-    categorical = [*spec.categorical, *spec.ordinal]
+    features = set(spec.feature_columns)
+    out = []
     for index, record in enumerate(payload):
-        if not isinstance(record, Mapping):
-            raise BatchError(f"must be a JSON object, got {_json_type(record)}", "(record)", index)
-        for column in numeric:
-            if column not in record:
-                raise BatchError("missing feature field", column, index)
-            value = record[column]
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
-                raise BatchError(f"must be a number or null, got {_json_type(value)}", column, index)
-        for column in categorical:
-            if column not in record:
-                raise BatchError("missing feature field", column, index)
-            value = record[column]
-            if value is not None and not isinstance(value, str):
-                raise BatchError(f"must be a string or null, got {_json_type(value)}", column, index)
+        try:
+            clean = validate_record(record, spec, index, allow_unknown=True)
+        except RecordError as error:
+            raise BatchError(error.reason, error.field, index) from None
         prediction = record.get("prediction")
         if prediction is not None and (isinstance(prediction, bool) or not isinstance(prediction, int | float)):
             raise BatchError(f"must be a number or null, got {_json_type(prediction)}", "prediction", index)
         run_id = record.get("model_run_id")
         if run_id is not None and not isinstance(run_id, str):
             raise BatchError(f"must be a string or null, got {_json_type(run_id)}", "model_run_id", index)
-    return payload
+        extra = {k: v for k, v in record.items() if normalize_name(k) not in features}
+        out.append(extra | clean)
+    return out
 
 
 def _json_type(value: Any) -> str:

@@ -48,7 +48,8 @@ def records(frame: pd.DataFrame, spec: FeatureSpec, prediction: float = 0.25, ru
 def shift(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     for column in SHIFTED:
-        out[column] = out[column] * 1.8 + out[column].std()
+        out[column] = (out[column] * 1.8 + out[column].std()).round()  # whole: valid for int features too
+    out["customer_age"] = out["customer_age"].clip(upper=120)  # within the spec's bounds: a record the model takes
     return out
 
 
@@ -108,7 +109,10 @@ def test_validate_batch_rejects_with_reason(spec: FeatureSpec, payload: Any, fie
 
 def test_validate_batch_checks_types_and_size(spec: FeatureSpec, data: pd.DataFrame) -> None:
     good = records(data.iloc[:3], spec)
-    assert validate_batch(good, spec, 10) == good
+    checked = validate_batch(good, spec, 10)
+    assert [{k: r[k] for k in spec.feature_columns} for r in checked] == [
+        {k: r[k] for k in spec.feature_columns} for r in good
+    ]
     bad = [dict(good[0]), dict(good[1], credit_limit="lots")]
     with pytest.raises(BatchError) as caught:
         validate_batch(bad, spec, 10)

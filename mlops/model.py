@@ -16,8 +16,6 @@ import mlflow
 import numpy as np
 import pandas as pd
 import xgboost as xgb
-from mlflow.models import ModelSignature
-from mlflow.types.schema import ColSpec, Schema
 
 from mlops.data import clean
 from mlops.encoding import FeatureEncoder
@@ -76,15 +74,15 @@ class ChurnPyfunc(mlflow.pyfunc.PythonModel):
         return self._bundle.predict_raw(model_input)
 
 
-def signature_for(spec: FeatureSpec) -> ModelSignature:
-    """Raw inputs as the spec names them; categorical values are strings and may be missing."""
-    columns = [ColSpec("double", name) for name in spec.numeric]
-    columns += [ColSpec("string", name, required=False) for name in [*spec.categorical, *spec.ordinal]]
-    return ModelSignature(inputs=Schema(columns), outputs=Schema([ColSpec("double", "churn_probability")]))
+def input_example(clean_frame: pd.DataFrame, spec: FeatureSpec, rows: int = 2) -> pd.DataFrame:
+    """A few rows as a client sends them (the spec's names, categories as text, missing as None): the example the
+    MLflow UI shows and `mlflow models serve` users copy."""
+    example = clean_frame[spec.feature_columns].head(rows).astype(object)
+    return example.where(example.notna(), None).reset_index(drop=True)
 
 
-def log_model(booster: xgb.Booster, spec: FeatureSpec, workdir: Path) -> Any:
-    """Log booster + resolved spec as a pyfunc model named `model` in the active run."""
+def log_model(booster: xgb.Booster, spec: FeatureSpec, workdir: Path, example: pd.DataFrame | None = None) -> Any:
+    """Log booster + resolved spec as a pyfunc model named `model` in the active run, with an input example."""
     workdir.mkdir(parents=True, exist_ok=True)
     booster_path = workdir / BOOSTER_FILE
     spec_path = workdir / SPEC_FILE
@@ -96,9 +94,20 @@ def log_model(booster: xgb.Booster, spec: FeatureSpec, workdir: Path) -> Any:
         python_model=ChurnPyfunc(),
         artifacts={"booster": str(booster_path), "spec": str(spec_path)},
         code_paths=[str(package_dir)],
-        # No enforced signature: the model accepts raw column spellings (Kaggle's `Customer_Age` as well as
-        # `customer_age`) and validates against its own spec instead; the spec's schema is kept as metadata.
-        metadata={"feature_spec": spec.name, "input_columns": spec.feature_columns},
+        # No MLflow signature, on purpose (signature=False: none inferred either). MLflow enforces a signature before
+        # the model sees the frame, by exact column name, and drops the columns it does not name: Kaggle's raw
+        # `Customer_Age` would vanish. The model validates against its own spec instead (mlops.contract: any
+        # spelling, numeric strings, missing values); that schema is the spec.json artifact and the metadata below.
+        signature=False,
+        input_example=example,
+        metadata={
+            "feature_spec": spec.name,
+            "input_columns": spec.feature_columns,
+            "numeric": list(spec.numeric),
+            "categorical": {c: spec.categories(c) for c in [*spec.categorical, *spec.ordinal]},
+            "id_column": spec.id_column,
+            "required": spec.required,
+        },
         pip_requirements=[
             f"mlflow=={mlflow.__version__}",
             f"xgboost=={xgb.__version__}",

@@ -31,7 +31,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from mlops import aws, registry, training
 from mlops.data import LABEL, DataError, quality_summary
 from mlops.feature_store import FeatureStore, Snapshot
-from mlops.model import MODEL_ARTIFACT, log_model
+from mlops.model import MODEL_ARTIFACT, input_example, log_model
 from mlops.settings import PROJECT_ROOT, ConfigurationError, Settings, load_settings
 from mlops.spec import FeatureSpec, SpecError
 
@@ -133,7 +133,7 @@ def refit_and_register(
     mlflow.log_params({f"best_{k}": v for k, v in params.items()} | {"best_rounds": rounds})
     mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
     with tempfile.TemporaryDirectory() as workdir:
-        info = log_model(booster, data.spec, Path(workdir))
+        info = log_model(booster, data.spec, Path(workdir), input_example(data.test_frame, data.spec))
     model_uri = f"runs:/{run_id}/{MODEL_ARTIFACT}"
     name = registry.model_name_for(settings, data.spec)
     client = MlflowClient(settings.mlflow_tracking_uri)

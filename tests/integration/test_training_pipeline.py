@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -56,6 +57,14 @@ def test_flow_logs_every_trial_and_registers_the_best(settings: Settings, traine
         assert "max_depth" in trial.data.params
     version = client.get_model_version_by_alias(registry.model_name_for(settings), "challenger")
     assert version.run_id == trained_run_id
+    # what a reviewer sees: the version's description, the data-quality summary, the model's input example
+    assert "ROC AUC" in version.description and parent.data.tags["data_hash"] in version.description
+    quality = json.loads(Path(client.download_artifacts(trained_run_id, "data_quality.json")).read_text())
+    assert quality["rows"] == TEST_ROWS and set(quality["missing_share"]) == set(
+        FeatureSpec.load(PROJECT_ROOT / "features.yaml").feature_columns
+    )
+    example = json.loads((download_model(settings, trained_run_id) / "input_example.json").read_text())
+    assert "customer_age" in json.dumps(example)
 
 
 def test_pyfunc_takes_raw_kaggle_rows_and_matches_the_fast_path(settings: Settings, trained_run_id: str) -> None:

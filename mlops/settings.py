@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     api_workers: int = Field(default=2, ge=1)
     kinesis_metrics_port: int = 9697
     max_batch_records: int = Field(default=1000, ge=1)
+    accept_unknown_fields: bool = Field(
+        default=False, description="ignore record fields the feature spec does not name instead of refusing them"
+    )
     max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
     api_key: str | None = None
     rate_limit: str | None = Field(default=None, description="per API key, e.g. 600/minute; empty = none")

@@ -41,9 +41,10 @@ class ModelService:
     replaces the bundle atomically, so a hot reload never mixes two models inside one call.
     """
 
-    def __init__(self, bundle: ModelBundle, source: str = "") -> None:
+    def __init__(self, bundle: ModelBundle, source: str = "", allow_unknown: bool = False) -> None:
         self._bundle = bundle
-        self._validator = validator_for(bundle.spec)
+        self._allow_unknown = allow_unknown  # ACCEPT_UNKNOWN_FIELDS: ignore fields the spec does not name
+        self._validator = validator_for(bundle.spec, allow_unknown)
         self._swap_lock = threading.Lock()
         self.source = source  # why this model: "RUN_ID", "alias 'challenger' ...", "cache (MLflow down)"
 
@@ -61,7 +62,7 @@ class ModelService:
 
     def swap(self, new_bundle: ModelBundle, source: str = "hot reload") -> ModelBundle:
         """Serve `new_bundle` from now on (hot reload); returns the old one. Calls in flight finish on it."""
-        validator = validator_for(new_bundle.spec)
+        validator = validator_for(new_bundle.spec, self._allow_unknown)
         with self._swap_lock:
             previous = self._bundle
             # one attribute store each; a reader takes `self._bundle` once per call
@@ -87,12 +88,17 @@ class ModelService:
                 raise ServiceUnavailable(f"{error}; and no cached model to fall back on in {cache_dir}") from error
             why = f"local cache (MLflow unreachable at MLFLOW_TRACKING_URI={settings.mlflow_tracking_uri})"
             log.warning("serving cached model %s: %s", run_id, error)
-        service = cls(ModelBundle.from_model_dir(model_dir, run_id=run_id, nthread=1), source=why)
+        bundle = ModelBundle.from_model_dir(model_dir, run_id=run_id, nthread=1)
+        service = cls(bundle, source=why, allow_unknown=settings.accept_unknown_fields)
         remember_served(cache_dir, run_id)
         log.info("model %s loaded (%s)", run_id, why)
         return service
 
     # ------------------------------------------------------------------ predicting
+    def check(self, record: Any, index: int | None = None) -> dict[str, Any]:
+        """One record through the record contract (mlops.contract) of the served model's spec."""
+        return self._validator(record, index)
+
     def validate(self, records: Sequence[Any], indexed: bool | None = None) -> list[dict[str, Any]]:
         """Validate every record; the first bad one raises RecordError.
 

@@ -156,7 +156,7 @@ class ApiState:
             previous = self.service.run_id if self.service else None
             order = self.switch.publish(bundle.run_id or "", source) if self.switch is not None else None
             if self.service is None:
-                self.service = ModelService(bundle, source)
+                self.service = ModelService(bundle, source, allow_unknown=fresh.accept_unknown_fields)
             else:
                 self.service.swap(bundle, source)
             if order is not None:

@@ -40,7 +40,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from mlops import aws
 from mlops.aws import ServiceUnavailable
-from mlops.contract import RecordError, validate_record
+from mlops.contract import RecordError
 from mlops.prediction_log import make_entry, utc_now_iso
 from mlops.settings import ConfigurationError, Settings, load_settings
 from server.checkpoints import CheckpointStore
@@ -411,7 +411,7 @@ class KinesisConsumer:
                 self.metrics.dead_letters.labels(field=self._metric_field(error.field)).inc()
                 continue
             try:
-                clean = validate_record(envelope.record, self.service.spec)
+                clean = self.service.check(envelope.record)
             except RecordError as error:
                 dead.append(self._dead_letter(shard_id, raw, error.field, str(error), envelope.request_id))
                 self.metrics.dead_letters.labels(field=self._metric_field(error.field)).inc()

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mlops.contract import validate_record
 from mlops.data import clean, generate_bank_churners
 from mlops.settings import PROJECT_ROOT, Settings, load_settings
 from mlops.spec import FeatureSpec
@@ -84,6 +85,9 @@ class FakeService:
 
     def __init__(self) -> None:
         self.calls: list[int] = []
+
+    def check(self, record: Any, index: int | None = None) -> dict[str, Any]:
+        return validate_record(record, SPEC, index)  # the real contract; only the model is faked
 
     def predict_records(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:
         self.calls.append(len(records))

@@ -409,3 +409,13 @@ def test_null_is_named_null_not_null_null() -> None:
     from mlops.contract import json_type
 
     assert json_type(None) == "null"
+
+
+def test_accept_unknown_fields_ignores_them_instead_of_refusing(service: ModelService) -> None:
+    relaxed = ModelService(service.bundle, "test", allow_unknown=True)
+    clean = relaxed.check(with_(shoe_size=42))
+    assert "shoe_size" not in clean and clean["customer_age"] == 45
+    with pytest.raises(RecordError, match="unknown field"):
+        service.check(with_(shoe_size=42))
+    settings = load_settings("local", accept_unknown_fields=True)
+    assert settings.accept_unknown_fields is True

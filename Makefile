@@ -52,9 +52,8 @@ BUILD_BASE = $(DOCKER) build -f Dockerfile.base -t churn-mlops/base:$(IMAGE_TAG)
 RUNTIME_DEPS = $(if $(filter native,$(RUNTIME)),install,docker-engine)
 RUNTIME_CLI := $(PY) -m native.runtime --env $(env)
 SERVE_PROGRAMS := predict-api serve-kinesis drift-service prometheus
-SYSTEM_PACKAGES := prometheus nginx chromium redis-server
 
-.PHONY: help install system-packages up down setup-model-registry init_aws train apply-model-train-flow \
+.PHONY: help install system-packages test-packages up down setup-model-registry init_aws train apply-model-train-flow \
 	setup-model-serve start-serve stop-serve apply-prediction-reporting report batch status logs \
 	test run_tests lint format bench reset_all docker-engine images-offline
 
@@ -70,15 +69,16 @@ $(VENV)/.installed: pyproject.toml uv.lock
 
 install: $(VENV)/.installed system-packages $(if $(filter compose,$(RUNTIME)),docker-engine) ## install Python dependencies (uv, locked) and Debian packages; RUNTIME=compose: the Docker engine too
 
-system-packages: ## install the Debian packages the native runtime and tests need (as root; docker.io for the compose test)
+# Debian packages as `program=package` pairs: installed when the program is missing and make runs as root, else the
+# one apt-get command is printed.
+RUNTIME_PACKAGES := prometheus=prometheus nginx=nginx redis-server=redis-server chromium=chromium
+TEST_PACKAGES := dockerd=docker.io docker-compose=docker-compose debootstrap=debootstrap
+define apt_install
 	@missing=""; \
-	command -v prometheus >/dev/null 2>&1 || missing="$$missing prometheus"; \
-	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
-	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
-	command -v redis-server >/dev/null 2>&1 || missing="$$missing redis-server"; \
-	test -x /usr/bin/docker || missing="$$missing docker.io"; \
-	command -v docker-compose >/dev/null 2>&1 || missing="$$missing docker-compose"; \
-	command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing="$$missing debootstrap"; \
+	for pair in $(1); do \
+		program=$${pair%%=*}; package=$${pair##*=}; \
+		command -v $$program >/dev/null 2>&1 || [ -x /usr/sbin/$$program ] || missing="$$missing $$package"; \
+	done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = "0" ]; then \
 		echo "installing Debian packages:$$missing"; \
@@ -87,6 +87,13 @@ system-packages: ## install the Debian packages the native runtime and tests nee
 	else \
 		echo "missing Debian packages:$$missing -- run: sudo apt-get install -y$$missing"; \
 	fi
+endef
+
+system-packages: ## install the Debian packages the native runtime needs (as root): prometheus, nginx, redis, chromium
+	$(call apt_install,$(RUNTIME_PACKAGES))
+
+test-packages: ## install what the compose end-to-end test needs (as root): docker.io, docker-compose, debootstrap
+	$(call apt_install,$(TEST_PACKAGES))
 
 docker-engine: ## compose: install docker.io and a compose tool (as root) and start the engine when none answers
 	@if ! $(DOCKER) info >/dev/null 2>&1; then \
@@ -215,7 +222,7 @@ batch: ## score a folder or S3 prefix of account files now: make batch INPUT=...
 	$(PY) -m batch score $(INPUT) $(OUTPUT)
 
 # ------------------------------------------------------------------------------------------------ quality
-test: install ## run the whole test suite (unit, integration on real servers, end to end)
+test: install test-packages ## run the whole test suite (unit, integration on real servers, end to end)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 run_tests: test ## alias of test (the original design's name)

@@ -115,6 +115,8 @@ class ApiState:
                 try:
                     self.service = ModelService.from_settings(self.settings)
                 except Exception as error:  # MLflow down, no alias yet, ...: /health says why
+                    if self._stop.is_set():
+                        return  # closed meanwhile (worker exit): nothing to say, maybe no log stream left
                     first_line = (str(error).strip().splitlines() or [""])[0][:500]
                     self.load_error = f"{type(error).__name__}: {first_line}"
                     log.warning("model not loaded yet (retrying in %.0fs): %s", LOAD_RETRY_S, self.load_error)

@@ -55,7 +55,7 @@ SERVE_PROGRAMS := predict-api serve-kinesis drift-service prometheus
 
 .PHONY: help install system-packages test-packages up down setup-model-registry init_aws train apply-model-train-flow \
 	setup-model-serve start-serve stop-serve apply-prediction-reporting report batch status logs \
-	test run_tests lint format bench reset_all docker-engine images-offline
+	test run_tests lint format bench reset_all docker-engine docker-engine-start images-offline
 
 help: ## show every target
 	@echo "churn-mlops (RUNTIME=$(RUNTIME), env=$(env))"
@@ -72,7 +72,8 @@ install: $(VENV)/.installed system-packages $(if $(filter compose,$(RUNTIME)),do
 # Debian packages as `program=package` pairs: installed when the program is missing and make runs as root, else the
 # one apt-get command is printed.
 RUNTIME_PACKAGES := prometheus=prometheus nginx=nginx redis-server=redis-server chromium=chromium
-TEST_PACKAGES := dockerd=docker.io docker-compose=docker-compose debootstrap=debootstrap
+DOCKER_PACKAGES := dockerd=docker.io docker-compose=docker-compose
+TEST_PACKAGES := $(DOCKER_PACKAGES) debootstrap=debootstrap
 define apt_install
 	@missing=""; \
 	for pair in $(1); do \
@@ -96,16 +97,11 @@ test-packages: ## install what the compose end-to-end test needs (as root): dock
 	$(call apt_install,$(TEST_PACKAGES))
 
 docker-engine: ## compose: install docker.io and a compose tool (as root) and start the engine when none answers
-	@if ! $(DOCKER) info >/dev/null 2>&1; then \
-		if [ "$$(id -u)" = "0" ]; then \
-			pkgs=""; command -v dockerd >/dev/null 2>&1 || pkgs="docker.io"; \
-			$(DOCKER) compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 || pkgs="$$pkgs docker-compose"; \
-			if [ -n "$$pkgs" ]; then echo "installing Debian packages: $$pkgs"; \
-				DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-				DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$pkgs >/dev/null; fi; \
-			docker/engine.sh start; \
-		else echo "no Docker engine answers: start it (sudo systemctl start docker), or run make as root"; exit 1; fi; \
-	fi
+	@$(DOCKER) info >/dev/null 2>&1 || $(MAKE) --no-print-directory docker-engine-start
+
+docker-engine-start:
+	$(call apt_install,$(DOCKER_PACKAGES))
+	docker/engine.sh start
 
 images-offline: ## only where no container registry is reachable: build stand-ins of the third-party images we use
 	docker/stand-in-images/build.sh

@@ -323,7 +323,7 @@ def _is_missing(value: Any) -> bool:
 def _clean_category(
     series: pd.Series, column: str, allowed: list[str] | None, required: bool, missing: set[str]
 ) -> pd.Series:
-    if not (pd.api.types.is_string_dtype(series) and not pd.api.types.is_object_dtype(series)):
+    if pd.api.types.infer_dtype(series, skipna=True) not in ("string", "empty"):
         objects = series.astype(object)
         odd = objects.map(lambda v: not isinstance(v, str) and not _is_missing(v))
         if odd.any():

@@ -126,7 +126,7 @@ def tune(
 
 @task(name="refit, score and register", cache_policy=NONE)
 def refit_and_register(
-    data: training.Split, settings: Settings, params: dict[str, Any], rounds: int, run_id: str
+    data: training.Split, settings: Settings, params: dict[str, Any], rounds: int, run_id: str, data_hash: str
 ) -> tuple[str, str, dict[str, float]]:
     booster = training.refit(data, params, rounds, settings.seed, settings.train_threads)
     test_metrics = training.score(data.y_test, booster.inplace_predict(data.x_test))
@@ -139,7 +139,6 @@ def refit_and_register(
     client = MlflowClient(settings.mlflow_tracking_uri)
     version = registry.register(client, info.model_uri or model_uri, name, run_id)
     # what a reviewer sees on the version's page in the MLflow UI
-    data_hash = mlflow.get_run(run_id).data.tags.get("data_hash", "?")
     client.update_model_version(
         name,
         version,
@@ -210,7 +209,9 @@ def train(
         )
         params, rounds, valid_auc = tune(data, settings, max_evals, run.info.run_id, show_progress)
         mlflow.log_metric("best_valid_auc", valid_auc)
-        model_uri, version, test_metrics = refit_and_register(data, settings, params, rounds, run.info.run_id)
+        model_uri, version, test_metrics = refit_and_register(
+            data, settings, params, rounds, run.info.run_id, snapshot.data_hash
+        )
     url = f"{settings.mlflow_tracking_uri.rstrip('/')}/#/experiments/{experiment.experiment_id}/runs/{run.info.run_id}"
     return TrainingOutcome(
         run_id=run.info.run_id,

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mlops import contract, registry
+from mlops import registry
 from mlops.aws import ServiceUnavailable
 from mlops.contract import validator_for
 from mlops.model import ModelBundle
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 LAST_SERVED = "last-served.json"
 
 
-FLOAT32_MAX = contract.FLOAT32_MAX
 COLUMNAR_MIN_ROWS = 32  # below this the row-wise encoder is as fast and has no per-column setup
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 from evidently import DataDefinition, Dataset, Report
 from evidently.metrics import DriftedColumnsCount, ValueDrift
 
-from mlops.contract import RecordError, validate_record
+from mlops.contract import RecordError, json_type, validate_record
 from mlops.spec import FeatureSpec, normalize_name
 
 NUM_METHOD = "wasserstein"
@@ -73,7 +73,7 @@ def validate_batch(payload: Any, spec: FeatureSpec, max_records: int) -> list[di
     not name (prediction, model run id, time) pass through.
     """
     if not isinstance(payload, list):
-        raise BatchError(f"body must be a JSON list of record objects, got {_json_type(payload)}")
+        raise BatchError(f"body must be a JSON list of record objects, got {json_type(payload)}")
     if not payload:
         raise BatchError("body is an empty list; send at least one record")
     if len(payload) > max_records:
@@ -87,29 +87,13 @@ def validate_batch(payload: Any, spec: FeatureSpec, max_records: int) -> list[di
             raise BatchError(error.reason, error.field, index) from None
         prediction = record.get("prediction")
         if prediction is not None and (isinstance(prediction, bool) or not isinstance(prediction, int | float)):
-            raise BatchError(f"must be a number or null, got {_json_type(prediction)}", "prediction", index)
+            raise BatchError(f"must be a number or null, got {json_type(prediction)}", "prediction", index)
         run_id = record.get("model_run_id")
         if run_id is not None and not isinstance(run_id, str):
-            raise BatchError(f"must be a string or null, got {_json_type(run_id)}", "model_run_id", index)
-        extra = {k: v for k, v in record.items() if normalize_name(k) not in features}
+            raise BatchError(f"must be a string or null, got {json_type(run_id)}", "model_run_id", index)
+        extra = {k: v for k, v in record.items() if k not in features and normalize_name(k) not in features}
         out.append(extra | clean)
     return out
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list"
-    if isinstance(value, Mapping):
-        return "object"
-    return type(value).__name__
 
 
 class SlidingWindow:

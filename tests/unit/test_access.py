@@ -8,7 +8,7 @@ import pytest
 
 from mlops.settings import ConfigurationError, load_settings
 from server.access import AccessDenied, AccessPolicy, check_startup, parse_rate_limit
-from server.predict_api import create_app
+from server.predict_api import close_app, create_app
 
 
 class CountingSink:
@@ -22,6 +22,20 @@ class CountingSink:
 
     def close(self, timeout: float = 5.0) -> None:
         pass
+
+
+@pytest.fixture
+def apps() -> Any:
+    """Apps made by a test, closed after it: their model loaders (no MLflow here) stop retrying and logging."""
+    made: list[Any] = []
+
+    def make(*args: Any, **kwargs: Any) -> Any:
+        made.append(create_app(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for app in made:
+        close_app(app)
 
 
 def _settings(**overrides: Any) -> Any:
@@ -75,16 +89,16 @@ def test_bad_rate_limit_storage_names_the_setting(uri: str) -> None:
         check_startup(_settings(rate_limit="10/minute", rate_limit_storage_uri=uri))
 
 
-def test_non_ascii_key_is_a_403_not_a_500() -> None:
-    app = create_app(_settings(api_key="k" * 16), sinks=[])
+def test_non_ascii_key_is_a_403_not_a_500(apps: Any) -> None:
+    app = apps(_settings(api_key="k" * 16), sinks=[])
     client = app.test_client()
     response = client.post("/predict", json={}, headers={"x-api-key": "ключ"})
     assert response.status_code == 403
 
 
-def test_refused_calls_never_reach_a_sink_and_rate_limit_answers_429() -> None:
+def test_refused_calls_never_reach_a_sink_and_rate_limit_answers_429(apps: Any) -> None:
     sink = CountingSink()
-    app = create_app(_settings(api_key="the-key", rate_limit="3/minute"), sinks=[sink])
+    app = apps(_settings(api_key="the-key", rate_limit="3/minute"), sinks=[sink])
     client = app.test_client()
     assert client.post("/predict", json={"a": 1}).status_code == 401
     assert client.post("/predict", json={"a": 1}, headers={"x-api-key": "nope"}).status_code == 403

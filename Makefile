@@ -54,7 +54,7 @@ RUNTIME_CLI := $(PY) -m native.runtime --env $(env)
 SERVE_PROGRAMS := predict-api serve-kinesis drift-service prometheus
 
 .PHONY: help install system-packages test-packages up down setup-model-registry init_aws train apply-model-train-flow \
-	setup-model-serve start-serve stop-serve apply-prediction-reporting report batch status logs \
+	setup-model-serve start-serve stop-serve apply-prediction-reporting report batch outcomes status logs \
 	test run_tests lint format bench reset_all docker-engine docker-engine-start images-offline
 
 help: ## show every target
@@ -211,6 +211,17 @@ ifeq ($(RUNTIME),compose)
 	$(SERVE_STACK) run --rm --no-deps $(NO_TTY) report-deployment python -m reporting.create_report
 else
 	$(PY) -m reporting.create_report --env $(env)
+endif
+
+outcomes: ## load observed outcomes (id, label[, date]) and settle them against the prediction log: make outcomes FILE=...
+	@test -n "$(FILE)" || { echo "usage: make outcomes FILE=<outcomes.csv> (columns: CLIENTNUM or request_id, Attrition_Flag[, date])"; exit 2; }
+ifeq ($(RUNTIME),compose)
+	$(BUILD_BASE)
+	$(SERVE_STACK) build report-deployment
+	$(SERVE_STACK) run --rm --no-deps $(NO_TTY) -v $(abspath $(FILE)):/data/$(notdir $(FILE)):ro report-deployment \
+		python -m mlops.ingest_outcomes /data/$(notdir $(FILE))
+else
+	$(PY) -m mlops.ingest_outcomes --env $(env) $(FILE)
 endif
 
 batch: ## score a folder or S3 prefix of account files now: make batch INPUT=... OUTPUT=...

@@ -58,14 +58,19 @@ def make_entry(
     source: str,
     request_id: str,
     timestamp: datetime | str | None = None,
+    customer_id: str | None = None,
 ) -> dict[str, Any]:
-    """One log entry; JSON-ready (the timestamp is an ISO 8601 UTC string with microseconds, so it sorts)."""
+    """One log entry; JSON-ready (the timestamp is an ISO 8601 UTC string with microseconds, so it sorts).
+
+    `customer_id` (the spec's id column, when the record carried it) is what an outcome by customer joins on.
+    """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     stamp = _iso(timestamp) if isinstance(timestamp, datetime) else timestamp or utc_now_iso()
     return {
         "prediction_id": uuid.uuid4().hex,
         "request_id": request_id,
+        "customer_id": customer_id,
         "timestamp": stamp,
         "source": source,
         "model_run_id": model_run_id,
@@ -139,7 +144,8 @@ class SQLiteStore:
                         source TEXT NOT NULL,
                         model_run_id TEXT NOT NULL,
                         input TEXT NOT NULL,
-                        prediction REAL NOT NULL
+                        prediction REAL NOT NULL,
+                        customer_id TEXT
                     );
                     CREATE INDEX IF NOT EXISTS {PREDICTIONS}_timestamp ON {PREDICTIONS} (timestamp);
                     CREATE TABLE IF NOT EXISTS {SUMMARIES} (
@@ -149,6 +155,7 @@ class SQLiteStore:
                     );
                     """
                 )
+                _add_customer_id(connection)
             except sqlite3.Error:
                 connection.close()
                 raise
@@ -177,6 +184,7 @@ class SQLiteStore:
                 e["model_run_id"],
                 json.dumps(e["input"], separators=(",", ":")),
                 float(e["prediction"]),
+                e.get("customer_id"),
             )
             for e in entries
         ]
@@ -184,7 +192,7 @@ class SQLiteStore:
         def write(connection: sqlite3.Connection) -> None:
             connection.execute("BEGIN IMMEDIATE")
             try:
-                connection.executemany(f"INSERT OR IGNORE INTO {PREDICTIONS} VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                connection.executemany(f"INSERT OR IGNORE INTO {PREDICTIONS} VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
                 connection.execute("COMMIT")
             except BaseException:
                 connection.execute("ROLLBACK")
@@ -234,6 +242,19 @@ class SQLiteStore:
         return None
 
 
+def _add_customer_id(connection: sqlite3.Connection) -> None:
+    """Logs written before outcomes existed lack the column outcomes join on: add it (old rows stay NULL)."""
+    columns = {row[1] for row in connection.execute(f"PRAGMA table_info({PREDICTIONS})")}
+    if "customer_id" not in columns:
+        connection.execute(f"ALTER TABLE {PREDICTIONS} ADD COLUMN customer_id TEXT")
+    connection.executescript(
+        f"""
+        CREATE INDEX IF NOT EXISTS {PREDICTIONS}_request ON {PREDICTIONS} (request_id);
+        CREATE INDEX IF NOT EXISTS {PREDICTIONS}_customer ON {PREDICTIONS} (customer_id, timestamp);
+        """
+    )
+
+
 class MongoStore:
     """MongoDB through pymongo: collections `predictions` (`_id` = prediction_id) and `report_summaries`."""
 
@@ -258,6 +279,8 @@ class MongoStore:
         collection = self._db[PREDICTIONS]
         if not self._indexed:
             collection.create_index("timestamp")
+            collection.create_index("request_id")
+            collection.create_index([("customer_id", 1), ("timestamp", -1)])
             self._indexed = True
         return collection
 

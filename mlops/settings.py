@@ -100,6 +100,20 @@ class Settings(BaseSettings):
     drift_interval_seconds: float = Field(default=10.0, ge=0, description="min seconds between drift computations")
     report_window_hours: float = Field(default=3.0, gt=0, description="predictions a drift report looks back over")
 
+    # --- outcomes and realized performance ---
+    outcome_window_size: int = Field(
+        default=5000, ge=10, description="newest settled predictions per model run behind the realized metrics"
+    )
+    outcome_min_labels: int = Field(
+        default=200, ge=1, description="below this many settled predictions: 'not enough outcomes', no figures"
+    )
+    realized_auc_floor: float = Field(
+        default=0.7, ge=0, le=1, description="the RealizedRocAucBelowFloor alert fires under this realized ROC AUC"
+    )
+    performance_interval_seconds: float = Field(
+        default=15.0, ge=0.1, description="seconds between two computations of the realized metrics"
+    )
+
     @field_validator(
         "aws_endpoint_url",
         "run_id",

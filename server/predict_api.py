@@ -311,8 +311,8 @@ def create_app(
         metrics.records.inc(len(valid))
         for p in probabilities:
             metrics.predictions.observe(p)
-        _to_sinks(state, valid, probabilities, run_id)
         id_column = current.spec.id_column
+        _to_sinks(state, valid, probabilities, run_id, id_column)
         answers = [_answer(p, run_id, record, id_column) for p, record in zip(probabilities, valid, strict=True)]
         if single:
             return answers[0]
@@ -348,6 +348,10 @@ def create_app(
             ) from None
         log.info("hot reload: %s", answer)
         return answer, 200
+
+    from server.outcomes_api import register_outcomes
+
+    register_outcomes(app, state, _parse_body, ApiError)
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
@@ -522,14 +526,19 @@ def _keep_connection_usable(response: Response) -> None:
     response.headers["Connection"] = "close"
 
 
-def _to_sinks(state: ApiState, records: list[dict[str, Any]], probabilities: Any, run_id: str) -> None:
+def _to_sinks(
+    state: ApiState, records: list[dict[str, Any]], probabilities: Any, run_id: str, id_column: str | None
+) -> None:
     if not state.sinks:
         return
     from mlops.prediction_log import make_entry
     from server.sinks import submit_all
 
     request_id = g.request_id
-    entries = [make_entry(r, p, run_id, "http", request_id) for r, p in zip(records, probabilities, strict=True)]
+    entries = [
+        make_entry(r, p, run_id, "http", request_id, customer_id=r.get(id_column) if id_column else None)
+        for r, p in zip(records, probabilities, strict=True)
+    ]
     submit_all(state.sinks, entries)
 
 

@@ -418,8 +418,8 @@ class KinesisConsumer:
                 continue
             valid.append(clean)
             request_ids.append(envelope.request_id)
-        chances = self.service.predict_records(valid) if valid else []
-        run_id = self.service.run_id
+        # one call gives the probabilities and the run that made them (a hot switch may land in between otherwise)
+        chances, run_id = self.service.predict_with_run(valid) if valid else ([], self.service.run_id)
         id_column = self.service.spec.id_column
         results = [
             {"request_id": rid, "churn chance": float(p), "model_run_id": run_id}
@@ -477,8 +477,17 @@ class KinesisConsumer:
         if not self.sinks or not results:
             return
         now = utc_now_iso()
+        id_column = self.service.spec.id_column
         entries = [
-            make_entry(record, result["churn chance"], result["model_run_id"], SOURCE, result["request_id"], now)
+            make_entry(
+                record,
+                result["churn chance"],
+                result["model_run_id"],
+                SOURCE,
+                result["request_id"],
+                now,
+                customer_id=record.get(id_column) if id_column else None,
+            )
             for record, result in zip(inputs, results, strict=True)
         ]
         for sink in self.sinks:

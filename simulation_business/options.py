@@ -21,10 +21,29 @@ def add_traffic_options(parser: argparse.ArgumentParser, unit: str) -> None:
     parser.add_argument("--seed", type=int, default=0)
 
 
+def add_outcome_options(parser: argparse.ArgumentParser) -> None:
+    """--outcome-delay, --label-noise, --outcomes-url: the outcomes of what was sent, later (POST /outcomes)."""
+    parser.add_argument(
+        "--outcome-delay",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="also send each record's observed outcome this many seconds later (default: send no outcomes)",
+    )
+    parser.add_argument(
+        "--label-noise", type=float, default=0.0, help="share of outcomes whose label is flipped (0..1, default 0)"
+    )
+    parser.add_argument("--outcomes-url", default=None, help="default: /outcomes beside the predict API's URL")
+
+
 def parse_traffic_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.batch < 1 or args.count < 0 or args.interval < 0:
         parser.error("--batch must be >= 1, --count and --interval >= 0")
+    if getattr(args, "outcome_delay", None) is not None and args.outcome_delay < 0:
+        parser.error("--outcome-delay must be >= 0")
+    if not 0.0 <= getattr(args, "label_noise", 0.0) <= 1.0:
+        parser.error("--label-noise must be between 0 and 1")
     return args
 
 

@@ -23,11 +23,12 @@ ENVELOPE_ID = "request_id"
 ENVELOPE_RECORD = "record"
 
 
-def to_records(frame: pd.DataFrame, spec: FeatureSpec) -> list[dict[str, Any]]:
-    """Clean rows -> JSON-ready API records (feature columns only; missing category -> None).
+def to_records(frame: pd.DataFrame, spec: FeatureSpec, with_id: bool = False) -> list[dict[str, Any]]:
+    """Clean rows -> JSON-ready API records (feature columns; missing category -> None).
 
     Rows with a missing numeric value are dropped: the API refuses them, and a simulator should send valid data
-    unless asked otherwise.
+    unless asked otherwise. `with_id` keeps the spec's id column (as text), which every answer echoes and outcomes
+    by customer join on.
     """
     columns = spec.feature_columns
     missing = [c for c in columns if c not in frame.columns]
@@ -47,6 +48,11 @@ def to_records(frame: pd.DataFrame, spec: FeatureSpec) -> list[dict[str, Any]]:
             else:
                 record[column] = str(value)
         records.append(record)
+    if with_id and spec.id_column and spec.id_column in frame.columns:
+        ids = frame.loc[usable.index, spec.id_column].tolist()
+        for record, identifier in zip(records, ids, strict=True):
+            if identifier is not None and identifier is not pd.NA:
+                record[spec.id_column] = str(identifier)
     return records
 
 

@@ -2,6 +2,8 @@
 
     python -m simulation_business.send_data_api --count 5 --interval 1           # 5 requests, one a second
     python -m simulation_business.send_data_api --batch 20 --drift --interval 5  # drifted batches, for the dashboards
+    python -m simulation_business.send_data_api --batch 20 --interval 1 --outcome-delay 30 --label-noise 0.1
+                                                    # and each record's outcome 30 s later (10% of labels flipped)
 
 The URL defaults to http://API_HOST:API_PORT/predict from settings. A down API is reported (naming the setting) and
 the sender keeps going, as a business client would; with --count the exit code says whether every request succeeded.
@@ -20,7 +22,13 @@ import numpy as np
 import requests
 
 from mlops.settings import Settings
-from simulation_business.options import add_traffic_options, parse_traffic_args, settings_and_spec
+from simulation_business.options import (
+    add_outcome_options,
+    add_traffic_options,
+    parse_traffic_args,
+    settings_and_spec,
+)
+from simulation_business.outcomes import sender_from_args
 from simulation_business.sampling import new_request_id, sample
 from simulation_business.source import load_pool
 
@@ -34,10 +42,15 @@ def default_url(settings: Settings) -> str:
 
 
 def send_once(
-    session: requests.Session, url: str, records: list[dict[str, Any]], api_key: str | None, timeout: float
+    session: requests.Session,
+    url: str,
+    records: list[dict[str, Any]],
+    api_key: str | None,
+    timeout: float,
+    request_id: str | None = None,
 ) -> tuple[bool, str]:
-    """POST one record (or a list for a batch); (ok, a line to print)."""
-    request_id = new_request_id()
+    """POST one record (or a list for a batch) under `request_id` (default: a new one); (ok, a line to print)."""
+    request_id = request_id or new_request_id()
     headers = {REQUEST_ID_HEADER: request_id}
     if api_key:
         headers[API_KEY_HEADER] = api_key
@@ -70,30 +83,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_traffic_options(parser, "request")  # --batch > 1 sends a JSON list
     parser.add_argument("--url", default=None, help="predict endpoint (default http://API_HOST:API_PORT/predict)")
     parser.add_argument("--timeout", type=float, default=10.0, help="HTTP timeout in seconds")
+    add_outcome_options(parser)
     args = parse_traffic_args(parser, argv)
     loaded = settings_and_spec("send_data_api", args.env)
     if loaded is None:
         return 2
     settings, spec = loaded
-    pool, origin = load_pool(settings, spec, args.drift, args.drift_strength, args.seed)
+    pool = load_pool(settings, spec, args.drift, args.drift_strength, args.seed)
     url = args.url or default_url(settings)
-    print(f"sending {args.batch} record(s) every {args.interval:g}s to {url} from {origin}", flush=True)
+    print(f"sending {args.batch} record(s) every {args.interval:g}s to {url} from {pool.origin}", flush=True)
     rng = np.random.default_rng(args.seed)
+    outcomes = sender_from_args(args, url, spec, pool.labels, settings.api_key)
     session = requests.Session()
     sent = failed = 0
     try:
         while not args.count or sent < args.count:
-            ok, line = send_once(session, url, sample(pool, args.batch, rng), settings.api_key, args.timeout)
+            request_id = new_request_id()
+            records = sample(pool.records, args.batch, rng)
+            ok, line = send_once(session, url, records, settings.api_key, args.timeout, request_id)
             sent += 1
             failed += not ok
             print(line, file=sys.stdout if ok else sys.stderr, flush=True)
+            if outcomes is not None:
+                if ok:
+                    outcomes.remember(request_id, records)
+                outcomes.send_due(session)
             if args.count and sent >= args.count:
                 break
             time.sleep(args.interval)
+        if outcomes is not None:
+            outcomes.wait_and_send_rest(session)
     except KeyboardInterrupt:
         pass
-    print(json.dumps({"sent": sent, "failed": failed}), flush=True)
-    return 1 if failed else 0
+    summary: dict[str, Any] = {"sent": sent, "failed": failed}
+    if outcomes is not None:
+        summary |= outcomes.summary()
+    print(json.dumps(summary), flush=True)
+    return 1 if failed or (outcomes is not None and outcomes.totals["failed"]) else 0
 
 
 if __name__ == "__main__":

@@ -19,12 +19,20 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import requests
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from mlops import aws
 from mlops.settings import Settings
-from simulation_business.options import add_traffic_options, parse_traffic_args, settings_and_spec
+from simulation_business.options import (
+    add_outcome_options,
+    add_traffic_options,
+    parse_traffic_args,
+    settings_and_spec,
+)
+from simulation_business.outcomes import sender_from_args
 from simulation_business.sampling import ENVELOPE_ID, envelope, sample
+from simulation_business.send_data_api import default_url
 from simulation_business.source import load_pool
 
 
@@ -107,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stream", default=None, help="default KINESIS_PREDICTIONS_STREAM")
     parser.add_argument("--read-results", action="store_true", help="print the results matched by request id")
     parser.add_argument("--results-timeout", type=float, default=30.0, help="with --count: wait this long at the end")
+    add_outcome_options(parser)  # outcomes go to the HTTP API's /outcomes, by the envelopes' request ids
     args = parse_traffic_args(parser, argv)
     loaded = settings_and_spec("send_data_kinesis", args.env)
     if loaded is None:
@@ -131,16 +140,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"send_data_kinesis: error: {explained}", file=sys.stderr)
             return 2
 
-    pool, origin = load_pool(settings, spec, args.drift, args.drift_strength, args.seed)
-    print(f"putting {args.batch} record(s) every {args.interval:g}s on '{stream}' from {origin}", flush=True)
+    pool = load_pool(settings, spec, args.drift, args.drift_strength, args.seed)
+    print(f"putting {args.batch} record(s) every {args.interval:g}s on '{stream}' from {pool.origin}", flush=True)
     rng = np.random.default_rng(args.seed)
+    outcomes = sender_from_args(args, default_url(settings), spec, pool.labels, settings.api_key)
+    session = requests.Session()
     pending: dict[str, float] = {}
     puts = failed = records = matched = 0
     try:
         while not args.count or puts < args.count:
-            envelopes = [envelope(r) for r in sample(pool, args.batch, rng)]
+            envelopes = [envelope(r) for r in sample(pool.records, args.batch, rng)]
             try:
                 put_envelopes(client, stream, envelopes)
+                if outcomes is not None:
+                    for sent in envelopes:
+                        outcomes.remember(sent[ENVELOPE_ID], [sent["record"]])
                 records += len(envelopes)
                 now = time.monotonic()
                 pending.update({e[ENVELOPE_ID]: now for e in envelopes})
@@ -167,11 +181,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if (finished and not pending) or remaining <= 0:
                         break
                     time.sleep(min(0.2, remaining))
+            if outcomes is not None:
+                outcomes.send_due(session)
             if finished:
                 break
+        if outcomes is not None:
+            outcomes.wait_and_send_rest(session)
     except KeyboardInterrupt:
         pass
     summary: dict[str, Any] = {"puts": puts, "failed": failed, "records": records}
+    if outcomes is not None:
+        summary |= outcomes.summary()
     if reader is not None:
         summary |= {"results_matched": matched, "results_missing": len(pending)}
     print(json.dumps(summary), flush=True)

@@ -1,4 +1,7 @@
-"""The drift service's HTTP face: POST /iterate/<dataset>, GET /status, GET /metrics, GET /health.
+"""The drift service's HTTP face: POST /iterate/<dataset>, GET /status, GET /performance, GET /metrics, GET /health.
+
+Beside drift it computes the realized performance of each served model from the settled outcomes
+(monitoring/evidently_service/performance.py), on the same /metrics.
 
 `create_app(settings)` builds everything (spec, reference loader, monitor, gauges) and touches no network: the
 reference is loaded by the background worker on the first computation, so the service starts even while S3 or
@@ -19,19 +22,35 @@ from mlops.spec import FeatureSpec
 from monitoring.evidently_service.drift import BatchError, validate_batch
 from monitoring.evidently_service.metrics import DriftMetrics
 from monitoring.evidently_service.monitor import DriftMonitor
+from monitoring.evidently_service.performance import PerformanceMetrics, PerformanceMonitor
 from monitoring.evidently_service.reference import ReferenceLoader
 
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, monitor: DriftMonitor | None = None, start_worker: bool = True) -> Flask:
-    """The Flask app; `start_worker=False` (tests) leaves computations to explicit `monitor.compute()` calls."""
+def create_app(
+    settings: Settings,
+    monitor: DriftMonitor | None = None,
+    start_worker: bool = True,
+    performance: PerformanceMonitor | None = None,
+) -> Flask:
+    """The Flask app; `start_worker=False` (tests) leaves computations to explicit `compute()` calls."""
     if monitor is None:
         spec = FeatureSpec.load(settings.feature_spec)
         monitor = DriftMonitor(settings, spec, ReferenceLoader(settings), DriftMetrics())
+    if performance is None:
+        from mlops.outcome_store import open_outcome_store
+
+        performance = PerformanceMonitor(
+            settings,
+            monitor.spec.name,
+            lambda: open_outcome_store(settings),
+            PerformanceMetrics(monitor.metrics.registry),
+        )
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.extensions["drift_monitor"] = monitor
+    app.extensions["performance_monitor"] = performance
     metrics = monitor.metrics
 
     @app.post("/iterate/<dataset>")
@@ -55,6 +74,11 @@ def create_app(settings: Settings, monitor: DriftMonitor | None = None, start_wo
     def status() -> Response:
         return jsonify(monitor.status())
 
+    @app.get("/performance")
+    def realized_performance() -> Response:
+        """Realized metrics per model run, or "not enough outcomes" with the count (what the gauges hold)."""
+        return jsonify(performance.status())
+
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
@@ -72,6 +96,7 @@ def create_app(settings: Settings, monitor: DriftMonitor | None = None, start_wo
 
     if start_worker:
         monitor.start()
+        performance.start()
     return app
 
 

@@ -93,6 +93,9 @@ class FakeService:
         self.calls.append(len(records))
         return np.full(len(records), 0.25)
 
+    def predict_with_run(self, records: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, str]:
+        return self.predict_records(records), self.run_id
+
 
 class ListSink:
     def __init__(self) -> None:

@@ -1,0 +1,77 @@
+"""`make outcomes FILE=path.csv`: load the business's export of observed outcomes into the outcome store.
+
+    python -m mlops.ingest_outcomes outcomes.csv                # CLIENTNUM,Attrition_Flag[,date]
+    python -m mlops.ingest_outcomes --env local exports/*.csv
+
+Columns in any spelling: the spec's id column and/or request_id, the label (`label` or the target's name, spelled as
+the data set spells it) and optionally `observed_at` / `date`. The whole file is checked first (the first bad row
+stops it, named as training data errors are, and nothing is stored); then it is settled against the prediction log
+in chunks, with progress. The same file loaded twice counts once. Exit 0 on success, 2 on bad input or a dead store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+from mlops.contract import DataError
+from mlops.outcome_store import IngestReport, open_outcome_store
+from mlops.outcomes import read_outcomes_file
+from mlops.prediction_log import StoreUnavailable
+from mlops.settings import ConfigurationError, load_settings
+from mlops.spec import FeatureSpec, SpecError
+
+CHUNK = 5000
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mlops.ingest_outcomes",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("files", nargs="+", help="CSV (or .parquet) files of outcomes")
+    parser.add_argument("--env", choices=["local", "cloud"], default=None, help="settings file .env.<env>")
+    parser.add_argument("--chunk", type=int, default=CHUNK, help=f"outcomes per transaction (default {CHUNK})")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.env)
+        spec = FeatureSpec.load(settings.feature_spec)
+    except (ConfigurationError, SpecError) as error:
+        print(f"ingest_outcomes: error: {error}", file=sys.stderr)
+        return 2
+    total = IngestReport()
+    store = open_outcome_store(settings)
+    try:
+        for path in args.files:
+            try:
+                outcomes = read_outcomes_file(path, spec)
+            except DataError as error:
+                print(f"ingest_outcomes: error: {path}: {error}; nothing of this file was stored", file=sys.stderr)
+                return 2
+            started = time.perf_counter()
+            for start in range(0, len(outcomes), max(1, args.chunk)):
+                chunk = outcomes[start : start + args.chunk]
+                try:
+                    total.merge(store.ingest(chunk))
+                except StoreUnavailable as error:
+                    print(
+                        f"ingest_outcomes: error: {error}; {start} of {len(outcomes)} outcomes of {path} stored "
+                        "(run again: what is stored counts once)",
+                        file=sys.stderr,
+                    )
+                    return 2
+                print(f"{path}: {start + len(chunk)}/{len(outcomes)} outcomes", file=sys.stderr, flush=True)
+            elapsed = time.perf_counter() - started
+            print(f"{path}: {len(outcomes)} outcomes in {elapsed:.1f}s", file=sys.stderr, flush=True)
+    finally:
+        store.close()
+    print(json.dumps(total.as_dict()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

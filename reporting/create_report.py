@@ -4,8 +4,10 @@
     python -m reporting.create_report --hours 24
 
 With fewer than DRIFT_MIN_ROWS predictions in the window it writes nothing, says why, and exits 0 (an idle
-period is not a failure). Every written report's summary also goes into the prediction store (`write_summary`).
-Tasks are thin wrappers over reporting/report.py.
+period is not a failure). When at least OUTCOME_MIN_LABELS of the window's predictions are settled by outcomes,
+the report gains a classification-quality section (Evidently's ClassificationPreset, `quality_report-*.html`,
+embedded) and the index its realized ROC AUC. Every written report's summary also goes into the prediction store
+(`write_summary`). Tasks are thin wrappers over reporting/report.py.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,17 @@ def read_window(settings: Settings, since: datetime, until: datetime) -> list[di
         store.close()
 
 
+@task(name="read settled outcomes", cache_policy=NONE, retries=2, retry_delay_seconds=3)
+def read_settled(settings: Settings, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    from mlops.outcome_store import open_outcome_store
+
+    store = open_outcome_store(settings)
+    try:
+        return store.settled_between(since, until)
+    finally:
+        store.close()
+
+
 @task(name="load reference", cache_policy=NONE, retries=2, retry_delay_seconds=3)
 def load_reference(settings: Settings, spec: FeatureSpec, run_id: str | None) -> Reference:
     frame, source = ReferenceLoader(settings).load(spec.name, run_id)
@@ -54,12 +68,24 @@ def write_report(
     reference: Reference,
     window: tuple[datetime, datetime],
     created: datetime,
+    settled: list[dict[str, Any]],
 ) -> report.ReportSummary:
     snapshot, result = report.build_report(current, reference, spec)
     folder = settings.reports_location
     filename = report.report_filename(created)
     report.write_report_html(snapshot, folder / filename)
     summary = report.summarize(filename, created, window, result, current, reference)
+    quality = report.build_quality(settled, settings.outcome_min_labels)
+    if isinstance(quality, report.NotEnough):
+        report.add_quality_section(folder / filename, report.quality_section(None, quality))
+    else:
+        quality_snapshot, figures = quality
+        quality_file = report.quality_filename(filename)
+        report.write_report_html(quality_snapshot, folder / quality_file)
+        report.add_quality_section(folder / filename, report.quality_section(quality_file, figures))
+        summary = replace(
+            summary, settled=figures.labels, realized_roc_auc=round(figures.roc_auc, 6), quality_file=quality_file
+        )
     report.add_to_manifest(folder, summary)
     report.write_index(folder, created)
     return summary
@@ -96,7 +122,8 @@ def create_report(
         return {"status": "skipped", "reason": str(why), "rows": len(entries)}
     current = report.entries_to_frame(entries, spec)
     reference = load_reference(settings, spec, report.main_run_id(current))
-    summary = write_report(settings, spec, current, reference, (since, until), until)
+    settled = read_settled(settings, since, until)
+    summary = write_report(settings, spec, current, reference, (since, until), until, settled)
     store_summary(settings, summary.as_dict())
     path = settings.reports_location / summary.file
     logger.info(

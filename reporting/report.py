@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from evidently import Dataset, Report
-from evidently.presets import DataDriftPreset
+from evidently import BinaryClassification, DataDefinition, Dataset, Report
+from evidently.presets import ClassificationPreset, DataDriftPreset
 
+from mlops.performance import NotEnough, Performance, realized
 from mlops.spec import FeatureSpec
 from monitoring.evidently_service.drift import (
     CAT_METHOD,
@@ -36,6 +37,7 @@ from monitoring.evidently_service.drift import (
 )
 
 REPORT_PREFIX = "data_report-"
+QUALITY_PREFIX = "quality_report-"
 MANIFEST = "reports.json"
 INDEX = "index.html"
 _STAMP = "%Y%m%dT%H%M%SZ"
@@ -62,6 +64,10 @@ class ReportSummary:
     model_run_ids: list[str]
     reference: str
     drifted: list[str]
+    # classification quality over the window's settled predictions (None: not enough outcomes)
+    settled: int = 0
+    realized_roc_auc: float | None = None
+    quality_file: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -142,6 +148,65 @@ def summarize(
     )
 
 
+# ------------------------------------------------------------------------------------- classification quality
+def quality_filename(report_file: str) -> str:
+    return report_file.replace(REPORT_PREFIX, QUALITY_PREFIX, 1)
+
+
+def build_quality(settled: Sequence[Mapping[str, Any]], min_labels: int) -> tuple[Any, Performance] | NotEnough:
+    """Evidently's ClassificationPreset over settled predictions (label, probability), with our own figures beside
+    it (mlops.performance, the same numbers as the dashboard's); NotEnough below `min_labels` or with one class."""
+    labels = [int(r["label"]) for r in settled]
+    chances = [float(r["prediction"]) for r in settled]
+    figures = realized(labels, chances, min_labels)
+    if isinstance(figures, NotEnough):
+        return figures
+    frame = pd.DataFrame({"target": labels, "prediction": chances})
+    definition = DataDefinition(classification=[BinaryClassification(target="target", prediction_probas="prediction")])
+    snapshot = Report([ClassificationPreset()]).run(Dataset.from_pandas(frame, data_definition=definition), None)
+    return snapshot, figures
+
+
+def quality_section(quality_file: str | None, figures: Performance | NotEnough) -> str:
+    """The block put at the top of a drift report: realized figures and the embedded classification report."""
+    if isinstance(figures, NotEnough):
+        return (
+            '<section id="classification-quality" style="font-family:system-ui,sans-serif;margin:1rem 2rem">'
+            f"<h2>Classification quality</h2><p>{html.escape(figures.message)}; send outcomes "
+            "(POST /outcomes or make outcomes FILE=...) to see it.</p></section>"
+        )
+    rows = "".join(
+        f"<tr><th>{name}</th><td>{value}</td></tr>"
+        for name, value in (
+            ("settled predictions", figures.labels),
+            ("ROC AUC", f"{figures.roc_auc:.4f}"),
+            ("PR AUC", f"{figures.pr_auc:.4f}"),
+            ("Brier score", f"{figures.brier:.4f}"),
+            ("log loss", f"{figures.log_loss:.4f}"),
+            ("calibration error", f"{figures.calibration_error:.4f}"),
+            ("observed churn rate", f"{figures.observed_rate:.1%}"),
+            ("mean predicted churn", f"{figures.mean_predicted:.1%}"),
+        )
+    )
+    link = html.escape(quality_file or "")
+    return (
+        '<section id="classification-quality" style="font-family:system-ui,sans-serif;margin:1rem 2rem">'
+        "<h2>Classification quality (settled outcomes of this window)</h2>"
+        f'<table style="border-collapse:collapse">{rows}</table>'
+        f'<p><a href="{link}">Evidently classification report</a></p>'
+        f'<iframe src="{link}" title="classification quality" style="width:100%;height:900px;border:0"></iframe>'
+        "</section>"
+    )
+
+
+def add_quality_section(report_path: Path, section: str) -> None:
+    """Put the section right after the drift report's <body> tag (rewritten atomically)."""
+    page = report_path.read_text(encoding="utf-8")
+    match = re.search(r"<body[^>]*>", page)
+    at = match.end() if match else 0
+    write_atomically(report_path, page[:at] + section + page[at:])
+
+
 # ------------------------------------------------------------------------------------------- the reports folder
 def write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -193,12 +258,15 @@ def render_index(rows: Sequence[Mapping[str, Any]], generated: datetime) -> str:
         share_text = f"{share:.1%}" if isinstance(share, int | float) else "—"
         flag = ' class="drift"' if row.get("dataset_drift") else ""
         drifted = ", ".join(row.get("drifted") or []) or "—"
+        auc = row.get("realized_roc_auc")
+        auc_text = f"{auc:.3f} ({row.get('settled')} outcomes)" if isinstance(auc, int | float) else "—"
         body.append(
             f'<tr{flag}><td><a href="{html.escape(row["file"])}">{row["time"]:%Y-%m-%d %H:%M:%S} UTC</a></td>'
             f'<td class="num">{cell(row.get("rows"))}</td><td class="num">{share_text}</td>'
-            f'<td class="num">{cell(row.get("drifted_columns"))}</td><td>{html.escape(drifted)}</td></tr>'
+            f'<td class="num">{cell(row.get("drifted_columns"))}</td><td>{html.escape(drifted)}</td>'
+            f'<td class="num auc">{html.escape(auc_text)}</td></tr>'
         )
-    table = "\n".join(body) or '<tr><td colspan="5">No report yet.</td></tr>'
+    table = "\n".join(body) or '<tr><td colspan="6">No report yet.</td></tr>'
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Churn model: data drift reports</title>
 <style>
@@ -209,10 +277,12 @@ td.num {{ text-align: right; font-variant-numeric: tabular-nums; }} tr.drift td 
 </style></head>
 <body>
 <h1>Data drift reports</h1>
-<p>Live predictions compared with the served model's training reference (Evidently). Newest first;
+<p>Live predictions compared with the served model's training reference (Evidently); realized ROC AUC over the
+window's predictions whose outcome is known (— when there are too few). Newest first;
 rows in red: at least {DATASET_DRIFT_SHARE:.0%} of the features drifted. Updated {generated:%Y-%m-%d %H:%M:%S} UTC.</p>
 <table id="reports">
-<thead><tr><th>Report time</th><th>Rows</th><th>Drift share</th><th>Drifted features</th><th>Which</th></tr></thead>
+<thead><tr><th>Report time</th><th>Rows</th><th>Drift share</th><th>Drifted features</th><th>Which</th>
+<th>Realized ROC AUC</th></tr></thead>
 <tbody>
 {table}
 </tbody></table>

@@ -1,9 +1,11 @@
 """Monitoring for real: Debian's Prometheus scraping the real API, Kinesis consumer and drift service.
 
 Every service runs as the native runtime runs it (`python -m ...` subprocesses on free ports, against the session's
-moto / MLflow / Prefect). The business simulators send drifted traffic (`--drift`) over HTTP and Kinesis; then
+moto / MLflow / Prefect). The business simulators send drifted traffic (`--drift`) over HTTP and Kinesis, and the
+HTTP one sends each record's outcome a second later with 90% of the labels flipped (`--label-noise 0.9`); then
 every PromQL expression of the Grafana dashboard must return data from Prometheus' HTTP API, and the drift alert
-(a copy of rules.yml with short `for:` durations, evaluated every second) must turn firing.
+and the realized-ROC-AUC alert (a copy of rules.yml with short `for:` durations, evaluated every second) must turn
+firing.
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ def stack(
         "DRIFT_MIN_ROWS": "200",
         "DRIFT_WINDOW_SIZE": "600",
         "DRIFT_INTERVAL_SECONDS": "1",
+        "OUTCOME_MIN_LABELS": "100",
+        "PERFORMANCE_INTERVAL_SECONDS": "1",
     }
     python = sys.executable
     try:
@@ -155,6 +159,10 @@ def drifted_traffic(stack: Stack, service_env: dict[str, str]) -> Iterator[Stack
             f"{stack.url('api')}/predict",
             "--seed",
             "3",
+            "--outcome-delay",
+            "1",
+            "--label-noise",
+            "0.9",
         ],
         stack.state_dir / "logs" / "send-data-api.log",
         env,
@@ -247,3 +255,23 @@ def test_drift_alert_fires(drifted_traffic: Stack) -> None:
     # the API answers: the no-predictions alert stays quiet
     alerts = requests.get(f"{stack.url('prometheus')}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
     assert not [a for a in alerts if a["labels"]["alertname"] == "NoPredictions" and a["state"] == "firing"]
+
+
+def test_realized_auc_alert_fires_when_the_labels_say_the_model_is_wrong(
+    drifted_traffic: Stack, trained_run_id: str
+) -> None:
+    stack = drifted_traffic
+
+    def firing() -> list[dict[str, Any]]:
+        alerts = requests.get(f"{stack.url('prometheus')}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
+        return [a for a in alerts if a["labels"]["alertname"] == "RealizedRocAucBelowFloor" and a["state"] == "firing"]
+
+    try:
+        alerts = wait_until(firing, 120, "RealizedRocAucBelowFloor firing")
+    except AssertionError:
+        raise AssertionError(stack.tail("drift-service") + stack.tail("predict-api")) from None
+    assert alerts[0]["labels"]["model_run_id"] == trained_run_id
+    assert alerts[0]["labels"]["dataset"] == DATASET
+    assert float(alerts[0]["value"]) < 0.5  # 90% of the labels flipped: worse than a coin
+    labels = stack.prometheus_query(f'realized_labels{{model_run_id="{trained_run_id}"}}')
+    assert float(labels[0]["value"][1]) >= 100

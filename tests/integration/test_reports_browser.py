@@ -4,6 +4,8 @@ Drifted predictions go into a SQLite prediction log; `python -m reporting.create
 session's Prefect server, reference from the trained run's `reference_uri` in moto's S3) writes the report and the
 index; `python -m reporting.nginx_native` serves the folder with Debian's nginx on a free port; Debian's Chromium
 opens the index, follows the link to the report and must find Evidently's drift table rendered by its JavaScript.
+Outcomes settle 300 of the predictions: the report gains its classification-quality section (Evidently's
+ClassificationPreset, embedded) and the index the realized ROC AUC, equal to sklearn's on the same rows.
 """
 
 from __future__ import annotations
@@ -47,18 +49,37 @@ def rendered_text(dom: str) -> str:
     return re.sub(r"<script\b.*?</script>", "", dom, flags=re.DOTALL | re.IGNORECASE)
 
 
-def log_predictions(uri: str, spec: FeatureSpec, run_id: str, rows: int) -> None:
-    frame = clean(generate_bank_churners(rows + 50, seed=21), spec, require_target=False)
+SETTLED = 300
+
+
+def log_predictions(uri: str, spec: FeatureSpec, run_id: str, rows: int) -> list[tuple[float, int]]:
+    """`rows` drifted predictions 30 minutes old; returns (probability, true label) per row, in order."""
+    frame = clean(generate_bank_churners(rows + 50, seed=21), spec)
     records = to_records(drift_frame(frame, spec, strength=1.0, seed=2), spec)[:rows]
+    labels = frame["label"].astype(int).tolist()[:rows]
     now = datetime.now(UTC)
     rng = np.random.default_rng(0)
+    chances = [float(0.6 * y + 0.4 * rng.uniform()) if i % 3 else float(rng.uniform()) for i, y in enumerate(labels)]
     entries = [
-        make_entry(r, float(rng.uniform()), run_id, "http", f"req-{i}", now - timedelta(minutes=30, seconds=i))
-        for i, r in enumerate(records)
+        make_entry(r, p, run_id, "http", f"req-{i}", now - timedelta(minutes=30, seconds=i))
+        for i, (r, p) in enumerate(zip(records, chances, strict=True))
     ]
     store = SQLiteStore(uri)
     store.write_many(entries)
     assert store.count() == rows
+    return list(zip(chances, labels, strict=True))
+
+
+def settle(uri: str, truth: list[tuple[float, int]], count: int) -> None:
+    """Outcomes for the first `count` predictions, by request id (what POST /outcomes stores)."""
+    from mlops.outcome_store import SQLiteOutcomeStore
+    from mlops.outcomes import Outcome
+
+    now = datetime.now(UTC)
+    report = SQLiteOutcomeStore(uri).ingest(
+        [Outcome(f"req-{i}", None, y, now) for i, (_, y) in enumerate(truth[:count])]
+    )
+    assert report.settled == count
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +91,7 @@ def report_env(service_env: dict[str, str], tmp_path_factory: pytest.TempPathFac
         "PREDICTION_LOG_URI": f"sqlite:///{state / 'predictions.sqlite'}",
         "REPORTS_PORT": str(free_port()),
         "DRIFT_MIN_ROWS": "300",
+        "OUTCOME_MIN_LABELS": "200",
     }
 
 
@@ -97,7 +119,8 @@ def test_too_little_data_writes_no_report_and_says_why(
 @pytest.fixture(scope="module")
 def served_reports(report_env: dict[str, str], trained_run_id: str) -> Iterator[dict[str, Any]]:
     system_binary("nginx", "nginx")
-    log_predictions(report_env["PREDICTION_LOG_URI"], FeatureSpec.load("features.yaml"), trained_run_id, ROWS)
+    truth = log_predictions(report_env["PREDICTION_LOG_URI"], FeatureSpec.load("features.yaml"), trained_run_id, ROWS)
+    settle(report_env["PREDICTION_LOG_URI"], truth, SETTLED)
     done = run_report(report_env, "--hours", "3")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "report written:" in done.stdout
@@ -107,7 +130,7 @@ def served_reports(report_env: dict[str, str], trained_run_id: str) -> Iterator[
     url = f"http://127.0.0.1:{report_env['REPORTS_PORT']}"
     try:
         wait_for_http(f"{url}/", 30, process, log)
-        yield {"url": url, "state": state, "run_id": trained_run_id}
+        yield {"url": url, "state": state, "run_id": trained_run_id, "truth": truth}
     finally:
         stop_process(process)
 
@@ -149,3 +172,29 @@ def test_browser_follows_the_index_to_a_rendered_drift_report(
         f"{served_reports['url']}/", tmp_path / "profile-shot2", f"--screenshot={index_shot}", "--window-size=1200,500"
     )
     assert index_shot.exists()
+
+
+def test_the_report_has_a_classification_section_and_the_index_its_realized_auc(
+    served_reports: dict[str, Any], tmp_path: Path, artifacts_dir: Path
+) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    chances, labels = zip(*served_reports["truth"][:SETTLED], strict=True)
+    expected = roc_auc_score(labels, chances)
+    index = chromium(f"{served_reports['url']}/", tmp_path / "profile-index", "--dump-dom")
+    assert f"{expected:.3f} ({SETTLED} outcomes)" in index.stdout
+    (link,) = re.findall(r'href="(data_report-\d{8}T\d{6}Z\.html)"', index.stdout)
+    report_url = f"{served_reports['url']}/{link}"
+    page = rendered_text(chromium(report_url, tmp_path / "profile-report", "--dump-dom").stdout)
+    assert "Classification quality (settled outcomes of this window)" in page
+    assert f"<td>{SETTLED}</td>" in page and f"<td>{expected:.4f}</td>" in page
+    quality = re.search(r'src="(quality_report-\d{8}T\d{6}Z\.html)"', page)
+    assert quality, page[:2000]
+    rendered = rendered_text(
+        chromium(f"{served_reports['url']}/{quality.group(1)}", tmp_path / "profile-quality", "--dump-dom").stdout
+    )
+    # Evidently's classification widgets, drawn by its JavaScript
+    assert "Accuracy" in rendered and "ROC AUC" in rendered, rendered[:3000]
+    screenshot = artifacts_dir / "report-classification-quality.png"
+    shot = chromium(report_url, tmp_path / "profile-shot", f"--screenshot={screenshot}", "--window-size=1400,1600")
+    assert shot.returncode == 0 and screenshot.stat().st_size > 30_000

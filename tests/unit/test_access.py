@@ -113,3 +113,35 @@ def test_refused_calls_never_reach_a_sink_and_rate_limit_answers_429(apps: Any) 
     assert all(client.get("/metrics").status_code == 200 for _ in range(5))
     assert sink.records == []
     assert client.post("/admin/reload").status_code == 401
+
+
+def test_outcomes_take_the_same_key_and_rate_limit(apps: Any, tmp_path: Any) -> None:
+    """POST /outcomes: 401/403 without the key, 429 past the limit, 422 naming a bad field, 503 naming the store."""
+    settings = _settings(api_key="the-key", rate_limit="4/minute")
+    settings = settings.model_copy(update={"state_dir": tmp_path})
+    client = apps(settings, sinks=[]).test_client()
+    good = {"request_id": "r-1", "label": "Attrited Customer"}
+    assert client.post("/outcomes", json=good).status_code == 401
+    assert client.post("/outcomes", json=good, headers={"x-api-key": "nope"}).status_code == 403
+    key = {"x-api-key": "the-key"}
+    answer = client.post("/outcomes", json=good, headers=key)
+    assert answer.status_code == 200
+    assert answer.get_json()["unknown"] == 1 and answer.get_json()["unknown_keys"] == ["request_id=r-1"]
+    bad = client.post("/outcomes", json=[good, {"request_id": "r-2", "label": "Gone"}], headers=key)
+    assert bad.status_code == 422
+    assert bad.get_json()["field"] == "label" and bad.get_json()["index"] == 1
+    assert "unknown target label 'Gone'" in bad.get_json()["reason"]
+    assert client.post("/outcomes", data=b"[", headers=key).status_code == 400
+    again = client.post("/outcomes", json=good, headers=key)  # the fourth call of the minute: still allowed
+    assert again.status_code == 200 and again.get_json()["unknown"] == 1
+    assert client.post("/outcomes", json=good, headers=key).status_code == 429
+
+
+def test_outcomes_with_the_store_down_is_a_503_naming_the_setting(apps: Any, tmp_path: Any) -> None:
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the store's folder should be")
+    settings = _settings(prediction_log_uri=f"sqlite:///{blocked / 'log.sqlite'}")
+    client = apps(settings, sinks=[]).test_client()
+    answer = client.post("/outcomes", json={"request_id": "r", "label": "Existing Customer"})
+    assert answer.status_code == 503
+    assert "PREDICTION_LOG_URI" in answer.get_json()["reason"]

@@ -104,6 +104,7 @@ class Stack:
     env: dict[str, str]
     ports: dict[str, int]
     full: bool
+    scratch: Path  # files handed to make targets (FILE=...)
 
     def url(self, port: str, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports[port]}{path}"
@@ -193,7 +194,7 @@ def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         env["DOCKER_HOST"] = engine.host
     if not full:
         env["SERVE_FILES"] = f"docker-compose-serve.yml {SERVE_OVERRIDE}"
-    the_stack = Stack(engine, env, ports, full)
+    the_stack = Stack(engine, env, ports, full, tmp_path_factory.mktemp("compose-files"))
     # A previous run that died half way leaves containers and volumes: start from nothing.
     the_stack.make("reset_all", timeout=300)
     if os.environ.get("COMPOSE_TEST_PULL") != "1":
@@ -320,6 +321,24 @@ def test_compose_platform_builds_runs_serves_switches_and_resets(stack: Stack) -
     results = put_and_read_kinesis(stack, records[:20])
     assert {r["model_run_id"] for r in results} == {first_run}
 
+    # --- outcomes: one through POST /outcomes, the Kinesis ones through `make outcomes` (a container) ----------------
+    settled = requests.post(
+        stack.url("API", "/outcomes"),
+        json={"request_id": answer.headers["X-Request-ID"], "label": "Attrited Customer"},
+        timeout=30,
+    )
+    assert settled.status_code == 200 and settled.json()["settled"] == 1, settled.text
+    outcomes_file = stack.scratch / "outcomes.csv"
+    outcomes_file.write_text(
+        "request_id,Attrition_Flag\n"
+        + "".join(f"{r['request_id']},Existing Customer\n" for r in results)
+        + "never-predicted,Existing Customer\n"
+    )
+    outcomes_file.chmod(0o644)
+    output = stack.make("outcomes", f"FILE={outcomes_file}")
+    ingested = json.loads([line for line in output.splitlines() if line.startswith('{"received"')][-1])
+    assert (ingested["settled"], ingested["unknown"]) == (20, 1), ingested
+
     # --- drift gauges, scraped by the Prometheus container ---------------------------------------------------------
     share = wait_until(
         lambda: prometheus_value(stack, "drift_share") is not None and prometheus_value(stack, "drift_share"),
@@ -329,6 +348,15 @@ def test_compose_platform_builds_runs_serves_switches_and_resets(stack: Stack) -
     assert 0.0 <= float(share) <= 1.0
     targets = requests.get(stack.url("PROMETHEUS", "/api/v1/targets"), timeout=10).json()["data"]["activeTargets"]
     health_of = {t["labels"]["job"]: t["health"] for t in targets}
+    # the drift service reads the same outcome store: 21 labels, below OUTCOME_MIN_LABELS, so no ROC AUC yet
+    labels = wait_until(
+        lambda: prometheus_value(stack, f'realized_labels{{model_run_id="{first_run}"}}'),
+        120,
+        lambda: "realized_labels in Prometheus; drift log:\n" + stack.logs("churn-mlops-serve", "drift-service"),
+    )
+    assert labels == 21
+    assert prometheus_value(stack, f'realized_enough_labels{{model_run_id="{first_run}"}}') == 0
+    assert prometheus_value(stack, "realized_roc_auc") is None
     assert {job: health_of.get(job) for job in ("predict-api", "serve-kinesis", "drift-service")} == {
         "predict-api": "up",
         "serve-kinesis": "up",

@@ -54,7 +54,7 @@ RUNTIME_CLI := $(PY) -m native.runtime --env $(env)
 SERVE_PROGRAMS := predict-api serve-kinesis drift-service prometheus
 
 .PHONY: help install system-packages test-packages up down setup-model-registry init_aws train apply-model-train-flow \
-	setup-model-serve start-serve stop-serve apply-prediction-reporting report batch outcomes status logs \
+	setup-model-serve start-serve stop-serve apply-prediction-reporting report batch outcomes materialize status logs \
 	test run_tests lint format bench reset_all docker-engine docker-engine-start images-offline
 
 help: ## show every target
@@ -222,6 +222,15 @@ ifeq ($(RUNTIME),compose)
 		python -m mlops.ingest_outcomes /data/$(notdir $(FILE))
 else
 	$(PY) -m mlops.ingest_outcomes --env $(env) $(FILE)
+endif
+
+materialize: ## copy the latest feature row of every customer to the online store (scoring by id)
+ifeq ($(RUNTIME),compose)
+	$(BUILD_BASE)
+	$(SERVE_STACK) build report-deployment
+	$(SERVE_STACK) run --rm --no-deps $(NO_TTY) report-deployment python -m mlops.materialize
+else
+	$(PY) -m mlops.materialize --env $(env)
 endif
 
 batch: ## score a folder or S3 prefix of account files now: make batch INPUT=... OUTPUT=...

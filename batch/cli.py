@@ -2,6 +2,7 @@
 
     python -m batch score INPUT OUTPUT [--engine embedded|spark] [--workers N] [--aggregate mean:credit_limit ...]
     python -m batch watch INPUT OUTPUT [--interval 60] [--max-polls N]
+    python -m batch customers OUTPUT       # every customer of the online store (make materialize), no input files
 
 The model is the one ModelService serves (RUN_ID, else the registry alias), or `--model-dir` (a downloaded MLflow
 model folder) for offline runs. Exit codes: 0 all scored, 1 some files rejected (listed), 2 the run could not start
@@ -31,6 +32,11 @@ EXIT_OK, EXIT_REJECTS, EXIT_ERROR = 0, 1, 2
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m batch", description="Batch churn scoring of account files.")
     commands = parser.add_subparsers(dest="command", required=True)
+    customers = commands.add_parser("customers", help="score every customer of the online store (batch by id)")
+    customers.add_argument("output", help="folder or s3://bucket/prefix; the file goes under <output>/<run id>/")
+    customers.add_argument("--run-id", default=None, help="MLflow run to score with (default: RUN_ID / alias)")
+    customers.add_argument("--model-dir", type=Path, default=None, help="a downloaded MLflow model folder")
+    customers.add_argument("--env", default=None, help="local or cloud (default: ENV)")
     for name, text in (
         ("score", "score every file not yet scored by this model"),
         ("watch", "poll and score new files"),
@@ -160,6 +166,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides = {"run_id": args.run_id} if args.run_id else {}
         settings = load_settings(args.env, **overrides)
         bundle = load_model(args, settings)
+        if args.command == "customers":
+            from batch.customers import score_customers
+            from mlops.online_store import OnlineStoreUnavailable
+
+            try:
+                console.print(score_customers(bundle, args.output, settings).line(), highlight=False, soft_wrap=True)
+            except OnlineStoreUnavailable as error:
+                raise ServiceUnavailable(str(error)) from error
+            return EXIT_OK
         if args.engine == "spark":
             from batch.spark_engine import session_for
 

@@ -65,6 +65,15 @@ def score_files(
     return summary
 
 
+@task(name="score every customer of the online store", cache_policy=NONE)
+def score_all_customers(settings: Settings, bundle: ModelBundle, output_uri: str) -> dict[str, Any]:
+    from batch.customers import score_customers
+
+    summary = score_customers(bundle, output_uri, settings)
+    get_run_logger().info(summary.line())
+    return {"run_id": summary.run_id, "rows": summary.rows, "output": summary.output, "snapshots": summary.snapshots}
+
+
 @flow(name=FLOW_NAME, log_prints=True)
 def daily_batch_predictions(
     input_uri: str | None = None,
@@ -75,14 +84,18 @@ def daily_batch_predictions(
     env: str | None = None,
     fail_on_rejects: bool = True,
     settings_overrides: dict[str, Any] | None = None,
+    all_customers: bool = False,
 ) -> dict[str, Any]:
-    """Score every new file under `input_uri` (default BATCH_INPUT_URI) into `output_uri`/<run id>/.
+    """Score every new file under `input_uri` (default BATCH_INPUT_URI) into `output_uri`/<run id>/; with
+    `all_customers`, every customer of the online store instead (batch by id, no input files).
 
     Returns the summary's counts; `settings_overrides` (field -> value) win over the environment (tests).
     """
     settings = load_settings(env, **(settings_overrides or {}))
     default_input, default_output = default_locations(settings)
     bundle = load_served_model(settings)
+    if all_customers:
+        return score_all_customers(settings, bundle, output_uri or default_output)
     summary = score_files(
         settings, bundle, input_uri or default_input, output_uri or default_output, engine, workers, aggregates or []
     )

@@ -81,6 +81,20 @@ def load_data(settings: Settings, spec: FeatureSpec, data: Path | None, rows: in
     return snapshot
 
 
+def materialize_after(settings: Settings, spec: FeatureSpec, data_hash: str, skip: bool) -> None:
+    """New data -> the online store follows (scoring by id answers from it). An unreachable online store is not a
+    failure of init_aws (in compose it starts with the serving side): say so and how to catch up."""
+    if skip or not spec.id_column:
+        return
+    from mlops.materialize import describe, materialize
+    from mlops.online_store import OnlineStoreUnavailable
+
+    try:
+        print(describe(materialize(settings, spec, data_hash)))
+    except OnlineStoreUnavailable as error:
+        print(f"online  not materialized: {error}; run `make materialize` once it is up", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mlops.init_aws",
@@ -92,13 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=10_127, help="rows to generate when --data is not given")
     parser.add_argument("--seed", type=int, default=42, help="generator and sampling seed")
     parser.add_argument("--skip-resources", action="store_true", help="only load data (bucket/streams exist)")
+    parser.add_argument("--skip-online", action="store_true", help="do not materialize the online store afterwards")
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.env)
         spec = FeatureSpec.load(args.spec or settings.feature_spec)
         if not args.skip_resources:
             create_resources(settings)
-        load_data(settings, spec, args.data, args.rows, args.seed)
+        snapshot = load_data(settings, spec, args.data, args.rows, args.seed)
+        materialize_after(settings, spec, snapshot.data_hash, args.skip_online)
     except (DataError, SpecError, ConfigurationError, aws.ServiceUnavailable, FileNotFoundError) as error:
         print(f"init_aws: error: {error}", file=sys.stderr)
         return 2

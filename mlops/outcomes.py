@@ -156,7 +156,10 @@ class OutcomeContract:
                 ) from None
         else:
             raise RecordError(key, f"must be an ISO 8601 date or time as text, got {json_type(value)}", index)
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        try:
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        except OverflowError:  # "0001-01-01T00:00+01:00" has no UTC time
+            raise RecordError(key, f"is out of the representable range, got {value!r}", index) from None
         if moment > now + FUTURE_TOLERANCE:
             raise RecordError(
                 key, f"is in the future ({moment.isoformat()}); an outcome is observed, not expected", index

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
         description="where RATE_LIMIT counts: memory:// (each worker on its own), redis://host:port (shared, exact)",
     )
     prediction_log_uri: str | None = None  # mongodb://... or sqlite:///...; default: SQLite under state_dir
+    online_store_uri: str | None = Field(
+        default=None, description="latest features per customer: redis://host:port/db or sqlite:///path (default)"
+    )
+    materialize_interval_hours: float = Field(
+        default=6.0, gt=0, description="schedule of the materialize_online_store deployment"
+    )
     drift_service_url: str | None = "http://127.0.0.1:8085"
 
     # --- monitoring and reports ---
@@ -120,6 +126,7 @@ class Settings(BaseSettings):
         "api_key",
         "rate_limit",
         "prediction_log_uri",
+        "online_store_uri",
         "drift_service_url",
         "model_name",
         "mlflow_experiment",
@@ -152,6 +159,11 @@ class Settings(BaseSettings):
     def prediction_log_location(self) -> str:
         """The prediction store URI, defaulting to an embedded SQLite file."""
         return self.prediction_log_uri or f"sqlite:///{self.state_dir / 'predictions.sqlite'}"
+
+    @cached_property
+    def online_store_location(self) -> str:
+        """The online store URI, defaulting to an embedded SQLite file beside the prediction log."""
+        return self.online_store_uri or f"sqlite:///{self.state_dir / 'online.sqlite'}"
 
     @cached_property
     def reports_location(self) -> Path:

@@ -349,9 +349,16 @@ def create_app(
         log.info("hot reload: %s", answer)
         return answer, 200
 
+    from server.customers_api import register_customers
     from server.outcomes_api import register_outcomes
 
     register_outcomes(app, state, _parse_body, ApiError)
+
+    def observe(probability: float) -> None:
+        metrics.records.inc()
+        metrics.predictions.observe(probability)
+
+    register_customers(app, state, ApiError, _to_sinks, _answer, observe)
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
@@ -402,6 +409,27 @@ def record_schema(spec: FeatureSpec) -> dict[str, Any]:
     }
 
 
+def outcome_schema(spec: FeatureSpec) -> dict[str, Any]:
+    """JSON Schema of one outcome (mlops.outcomes), in the canonical spelling of its fields."""
+    labels = [spec.target.positive] + ([spec.target.negative] if spec.target.negative else [])
+    properties: dict[str, Any] = {
+        "request_id": {"type": ["string", "integer"], "pattern": "^[A-Za-z0-9._:\\-]{1,128}$"},
+        "label": {"type": "string", "enum": labels, "description": "matched case-insensitively"},
+        "observed_at": {"type": "string", "description": "ISO 8601 date or time (UTC without offset); default now"},
+    }
+    ways = [{"required": ["request_id"]}]
+    if spec.id_column:
+        properties[spec.id_column] = {"type": ["string", "integer"], "description": "the customer's id"}
+        ways.append({"required": [spec.id_column]})
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": ["label"],
+        "anyOf": ways,
+        "additionalProperties": False,
+    }
+
+
 def openapi_document(spec: FeatureSpec, max_records: int, max_body_bytes: int) -> dict[str, Any]:
     """OpenAPI 3.1 description of this API for the served model's spec (so it can never drift from validation)."""
     error = {"$ref": "#/components/schemas/Error"}
@@ -409,6 +437,14 @@ def openapi_document(spec: FeatureSpec, max_records: int, max_body_bytes: int) -
 
     def answer(description: str, schema: dict[str, Any]) -> dict[str, Any]:
         return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+    customer_parameter = {
+        "name": "customer_id",
+        "in": "path",
+        "required": True,
+        "description": f"the customer's {spec.id_column or 'id'}",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+    }
 
     return {
         "openapi": "3.1.0",
@@ -449,6 +485,67 @@ def openapi_document(spec: FeatureSpec, max_records: int, max_body_bytes: int) -
                     },
                 }
             },
+            "/outcomes": {
+                "post": {
+                    "summary": "Observed outcomes of earlier predictions (one or a list), joined to the predictions",
+                    "description": "By request_id (X-Request-ID of /predict, request_id of a Kinesis envelope), "
+                    "by the customer id, or both; names in any spelling, the label also under the target's name "
+                    f"({spec.target.column}). The same outcome twice counts once.",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        {"$ref": "#/components/schemas/Outcome"},
+                                        {
+                                            "type": "array",
+                                            "items": {"$ref": "#/components/schemas/Outcome"},
+                                            "minItems": 1,
+                                            "maxItems": max_records,
+                                        },
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": answer("what became of each outcome", {"$ref": "#/components/schemas/OutcomeReport"}),
+                        "400": answer("the body is not JSON, not an object or list, or an empty list", error),
+                        "413": answer("the body or the list is too large", error),
+                        "422": answer("an outcome is invalid: the field and the reason are named", error),
+                        "503": answer("the outcome store is unavailable (PREDICTION_LOG_URI)", error),
+                    },
+                }
+            },
+            "/customers/{customer_id}/churn": {
+                "get": {
+                    "summary": "Churn chance of one customer from the online store's latest features",
+                    "parameters": [customer_parameter],
+                    "responses": {
+                        "200": answer(
+                            "churn chance, and the snapshot (data hash) the features came from",
+                            {"$ref": "#/components/schemas/CustomerPrediction"},
+                        ),
+                        "400": answer("the id is empty or too long", error),
+                        "404": answer("no such customer in the online store", error),
+                        "409": answer("the stored features no longer fit the served model's spec", error),
+                        "503": answer("the model is not loaded, or the online store is down (ONLINE_STORE_URI)", error),
+                    },
+                }
+            },
+            "/customers/{customer_id}/features": {
+                "get": {
+                    "summary": "The online store's latest features of one customer",
+                    "parameters": [customer_parameter],
+                    "responses": {
+                        "200": {"description": "features, snapshot, materialized_at"},
+                        "400": answer("the id is empty or too long", error),
+                        "404": answer("no such customer in the online store", error),
+                        "503": answer("the model is not loaded, or the online store is down (ONLINE_STORE_URI)", error),
+                    },
+                }
+            },
             "/health": {
                 "get": {
                     "summary": "200 once a model is loaded (its run id and where it came from); 503 before",
@@ -468,6 +565,27 @@ def openapi_document(spec: FeatureSpec, max_records: int, max_body_bytes: int) -
                         "model_run_id": {"type": "string"},
                     },
                     "required": ["churn chance", "model_run_id"],
+                },
+                "CustomerPrediction": {
+                    "type": "object",
+                    "properties": {
+                        "churn chance": {"type": "number", "minimum": 0, "maximum": 1},
+                        "model_run_id": {"type": "string"},
+                        "snapshot": {"type": "string", "description": "data hash of the features' snapshot"},
+                    },
+                    "required": ["churn chance", "model_run_id", "snapshot"],
+                },
+                "Outcome": outcome_schema(spec),
+                "OutcomeReport": {
+                    "type": "object",
+                    "properties": {
+                        key: {"type": "integer", "minimum": 0}
+                        for key in ("received", "settled", "duplicates", "unknown", "ambiguous", "conflicts")
+                    }
+                    | {
+                        "unknown_keys": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
+                        "ambiguous_keys": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
+                    },
                 },
                 "Error": {
                     "type": "object",

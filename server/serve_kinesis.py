@@ -55,6 +55,7 @@ ENVELOPES = (
     ("request_id", "record"),
     ("customer_id", "customer"),
 )  # (id key, record key), first is the documented
+CUSTOMER_KEY = "customer_id"  # with "request_id" and no record: the customer's features from the online store
 
 
 # ------------------------------------------------------------------------------------------ envelope
@@ -62,6 +63,7 @@ ENVELOPES = (
 class Envelope:
     request_id: str
     record: Any
+    customer_id: str | None = None  # {"request_id", "customer_id"} and no record: score from the online store
 
 
 @dataclass(frozen=True)
@@ -96,13 +98,29 @@ def parse_envelope(data: bytes) -> Envelope:
             "request_id",
             'missing; expected {"request_id": "...", "record": {...}} (or "customer_id"/"customer")',
         )
-    unknown = sorted(set(body) - {id_key, record_key})
+    by_id = id_key == "request_id" and CUSTOMER_KEY in body and record_key not in body
+    allowed = {id_key, CUSTOMER_KEY} if by_id else {id_key, record_key}
+    unknown = sorted(set(body) - allowed)
     if unknown:
-        raise EnvelopeError(unknown[0], f"unknown envelope field; expected only '{id_key}' and '{record_key}'")
+        expected = f"'{id_key}' and '{record_key}' (or '{CUSTOMER_KEY}' instead of '{record_key}')"
+        raise EnvelopeError(unknown[0], f"unknown envelope field; expected only {expected}")
     request_id = _request_id(body.get(id_key), id_key)
+    if by_id:
+        return Envelope(request_id, None, _customer_id(body[CUSTOMER_KEY], request_id))
     if record_key not in body:
-        raise EnvelopeError(record_key, "missing", request_id)
+        raise EnvelopeError(
+            record_key, f"missing (or send '{CUSTOMER_KEY}' to score from the online store)", request_id
+        )
     return Envelope(request_id, body[record_key])
+
+
+def _customer_id(value: Any, request_id: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        raise EnvelopeError(CUSTOMER_KEY, "must be a non-empty string or an integer", request_id)
+    text = str(value).strip()
+    if len(text) > 128:
+        raise EnvelopeError(CUSTOMER_KEY, "must be at most 128 characters", request_id)
+    return text
 
 
 def _request_id(value: Any, key: str) -> str:
@@ -238,6 +256,7 @@ class KinesisConsumer:
     poll_interval_s: float = 0.2  # pause when a whole round over the shards returned nothing
     batch_limit: int | None = None  # GetRecords Limit; default settings.max_batch_records
     shard_refresh_s: float = 10.0
+    online: Any = None  # OnlineStore for id-only records; default: ONLINE_STORE_URI, opened when first needed
     put_attempts: int = 8  # PutRecords rounds before a batch counts as failed (and is re-read from its checkpoint)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _shards: dict[str, _Shard] = field(default_factory=dict, init=False)
@@ -402,6 +421,7 @@ class KinesisConsumer:
         self.metrics.batch_size.observe(len(records))
         valid: list[dict[str, Any]] = []
         request_ids: list[str] = []
+        snapshots: list[str | None] = []
         dead: list[tuple[bytes, str]] = []
         for raw in records:
             try:
@@ -410,21 +430,37 @@ class KinesisConsumer:
                 dead.append(self._dead_letter(shard_id, raw, error.field, str(error), error.request_id))
                 self.metrics.dead_letters.labels(field=self._metric_field(error.field)).inc()
                 continue
+            record, snapshot = envelope.record, None
+            if envelope.customer_id is not None:
+                row = self._online_row(envelope.customer_id)  # a dead store: ServiceUnavailable, batch retried
+                if row is None:
+                    reason = (
+                        f"field '{CUSTOMER_KEY}': unknown customer {envelope.customer_id!r}: not in the online store "
+                        "(run `make materialize` after loading new data)"
+                    )
+                    dead.append(self._dead_letter(shard_id, raw, CUSTOMER_KEY, reason, envelope.request_id))
+                    self.metrics.dead_letters.labels(field=CUSTOMER_KEY).inc()
+                    continue
+                id_column = self.service.spec.id_column
+                record = {**row.features, **({id_column: row.customer_id} if id_column else {})}
+                snapshot = row.snapshot
             try:
-                clean = self.service.check(envelope.record)
+                clean = self.service.check(record)
             except RecordError as error:
                 dead.append(self._dead_letter(shard_id, raw, error.field, str(error), envelope.request_id))
                 self.metrics.dead_letters.labels(field=self._metric_field(error.field)).inc()
                 continue
             valid.append(clean)
             request_ids.append(envelope.request_id)
+            snapshots.append(snapshot)
         # one call gives the probabilities and the run that made them (a hot switch may land in between otherwise)
         chances, run_id = self.service.predict_with_run(valid) if valid else ([], self.service.run_id)
         id_column = self.service.spec.id_column
         results = [
             {"request_id": rid, "churn chance": float(p), "model_run_id": run_id}
             | ({id_column: record[id_column]} if id_column and record.get(id_column) is not None else {})
-            for rid, p, record in zip(request_ids, chances, valid, strict=True)
+            | ({"snapshot": snapshot} if snapshot is not None else {})
+            for rid, p, record, snapshot in zip(request_ids, chances, valid, snapshots, strict=True)
         ]
         if results:
             put_all(
@@ -454,6 +490,17 @@ class KinesisConsumer:
             k for pair in ENVELOPES for k in pair
         }
         return name if name in known else "(other)"
+
+    def _online_row(self, customer_id: str) -> Any:
+        """The customer's row in the online store (None: unknown); the store is opened on the first id-only record."""
+        from mlops.online_store import OnlineStoreUnavailable, open_online_store
+
+        try:
+            if self.online is None:
+                self.online = open_online_store(self.settings)
+            return self.online.get(self.service.spec.name, customer_id)
+        except OnlineStoreUnavailable as error:
+            raise ServiceUnavailable(str(error)) from error
 
     def _dead_letter(
         self, shard_id: str, raw: dict[str, Any], field_name: str, reason: str, request_id: str | None

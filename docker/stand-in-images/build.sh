@@ -21,6 +21,7 @@ IMAGES=(
   "motoserver/moto:5.2.5|moto"
   "prom/prometheus:v2.53.2|prometheus"
   "nginxinc/nginx-unprivileged:1.27.2-alpine|nginx-unprivileged"
+  "redis:7.0.15-bookworm|redis"
 )
 
 log() { printf '[stand-in images] %s\n' "$*" >&2; }

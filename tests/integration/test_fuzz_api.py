@@ -72,3 +72,37 @@ def test_predict_fuzzed_from_openapi_never_5xx(fuzz_api: ApiServer, mode: Genera
     assert fuzz_api.process.poll() is None  # still serving
     assert requests.get(f"{fuzz_api.url}/health", timeout=5).status_code == 200
     assert "Traceback" not in fuzz_api.log.read_text(errors="replace")
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_outcomes_fuzzed_from_openapi_never_5xx(fuzz_api: ApiServer, mode: GenerationMode) -> None:
+    """Every generated outcome (valid or broken on purpose) is an answer: 200 with counts, or a 4xx with a reason."""
+    schema = schemathesis.openapi.from_url(f"{fuzz_api.url}/openapi.json", timeout=10)
+    operation = schema["/outcomes"]["POST"]
+    statuses: Counter[int] = Counter()
+    session = requests.Session()
+
+    @settings(
+        max_examples=MAX_EXAMPLES // 2,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def fuzz(case: Any) -> None:
+        response = case.call(base_url=fuzz_api.url, session=session, timeout=ANSWER_TIMEOUT_S)
+        statuses[response.status_code] += 1
+        assert response.status_code < 500, (case.body, response.text[:300])
+        if response.status_code >= 400:
+            assert response.json()["reason"]
+        else:
+            assert response.json()["received"] >= 1
+
+    fuzz()
+    session.close()
+    print(f"\nschemathesis /outcomes {mode.value}: {dict(sorted(statuses.items()))}")
+    assert sum(statuses.values()) >= MAX_EXAMPLES // 4
+    if mode is GenerationMode.POSITIVE:
+        assert statuses[200] > 0, statuses  # valid outcomes (of predictions never made: counted unknown)
+    assert "Traceback" not in fuzz_api.log.read_text(errors="replace")

@@ -192,6 +192,9 @@ def drifted_traffic(stack: Stack, service_env: dict[str, str]) -> Iterator[Stack
     for _ in range(5):
         answer = requests.post(f"{stack.url('api')}/predict", json={"customer_age": "old"}, timeout=10)
         assert 400 <= answer.status_code < 500
+    # by-id lookups of customers the online store does not hold: the lookup panel's "miss" series
+    for _ in range(5):
+        assert requests.get(f"{stack.url('api')}/customers/000000000/churn", timeout=10).status_code == 404
     try:
         yield stack
     finally:

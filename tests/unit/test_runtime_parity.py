@@ -189,6 +189,9 @@ COMPOSE_ONLY = {
     "mongo": "MongoDB is not in Debian; natively the prediction log is SQLite",
     # Dashboards: natively proven by running every panel's PromQL against a real Prometheus.
     "grafana": "Grafana is not in Debian; natively the dashboard queries are checked against Prometheus",
+    # The online store: Redis in compose; natively SQLite by default (ONLINE_STORE_URI=redis://... uses Debian's
+    # redis-server, which tests start on their own ports).
+    "redis": "natively the online store is SQLite unless ONLINE_STORE_URI names a redis-server",
 }
 # Native-only programs: none. (Add one with a comment if a native helper has no compose service by design.)
 NATIVE_ONLY: dict[str, str] = {}

@@ -349,12 +349,17 @@ def test_compose_platform_builds_runs_serves_switches_and_resets(stack: Stack) -
     targets = requests.get(stack.url("PROMETHEUS", "/api/v1/targets"), timeout=10).json()["data"]["activeTargets"]
     health_of = {t["labels"]["job"]: t["health"] for t in targets}
     # the drift service reads the same outcome store: 21 labels, below OUTCOME_MIN_LABELS, so no ROC AUC yet
-    labels = wait_until(
-        lambda: prometheus_value(stack, f'realized_labels{{model_run_id="{first_run}"}}'),
+    # (the drift service recomputes every PERFORMANCE_INTERVAL_SECONDS and Prometheus scrapes it: wait for the 21)
+    wait_until(
+        lambda: prometheus_value(stack, f'realized_labels{{model_run_id="{first_run}"}}') == 21,
         120,
-        lambda: "realized_labels in Prometheus; drift log:\n" + stack.logs("churn-mlops-serve", "drift-service"),
+        lambda: (
+            "realized_labels == 21 in Prometheus (last: "
+            + str(prometheus_value(stack, f'realized_labels{{model_run_id="{first_run}"}}'))
+            + "); drift log:\n"
+            + stack.logs("churn-mlops-serve", "drift-service")
+        ),
     )
-    assert labels == 21
     assert prometheus_value(stack, f'realized_enough_labels{{model_run_id="{first_run}"}}') == 0
     assert prometheus_value(stack, "realized_roc_auc") is None
     assert {job: health_of.get(job) for job in ("predict-api", "serve-kinesis", "drift-service")} == {

@@ -54,7 +54,8 @@ RUNTIME_CLI := $(PY) -m native.runtime --env $(env)
 SERVE_PROGRAMS := predict-api serve-kinesis drift-service prometheus
 
 .PHONY: help install system-packages test-packages up down setup-model-registry init_aws train apply-model-train-flow \
-	setup-model-serve start-serve stop-serve apply-prediction-reporting report batch outcomes materialize status logs \
+	setup-model-serve start-serve stop-serve apply-prediction-reporting report batch outcomes materialize promote \
+	rollback status logs \
 	test run_tests lint format bench reset_all docker-engine docker-engine-start images-offline
 
 help: ## show every target
@@ -165,6 +166,26 @@ ifeq ($(RUNTIME),compose)
 else
 	$(RUNTIME_CLI) up train-deployment
 	$(PY) -m model_orchestration.deployments --env $(env) trigger
+endif
+
+promote: ## judge the challenger against the champion and move `champion` if the gate passes (APPROVE=<version>)
+ifeq ($(RUNTIME),compose)
+	$(BUILD_BASE)
+	$(REGISTRY_STACK) build train-deployment
+	$(REGISTRY_STACK) run --rm $(NO_TTY) train-deployment python -m model_orchestration.promote_flow \
+		$(if $(APPROVE),--approve $(APPROVE)) $(if $(ALLOW_SPEC_CHANGE),--allow-spec-change)
+else
+	$(PY) -m model_orchestration.promote_flow --env $(env) $(if $(APPROVE),--approve $(APPROVE)) \
+		$(if $(ALLOW_SPEC_CHANGE),--allow-spec-change)
+endif
+
+rollback: ## point `champion` back at the version it replaced (from the promotion audit log)
+ifeq ($(RUNTIME),compose)
+	$(BUILD_BASE)
+	$(REGISTRY_STACK) build train-deployment
+	$(REGISTRY_STACK) run --rm $(NO_TTY) train-deployment python -m model_orchestration.promote_flow --rollback
+else
+	$(PY) -m model_orchestration.promote_flow --env $(env) --rollback
 endif
 
 # ------------------------------------------------------------------------------------------------ serving side

@@ -112,6 +112,8 @@ class OutcomeStore(Protocol):
 
     def run_ids(self) -> list[str]: ...
 
+    def settled_inputs(self, limit: int) -> list[tuple[dict[str, Any], int]]: ...
+
     def close(self) -> None: ...
 
 
@@ -278,6 +280,18 @@ class SQLiteOutcomeStore:
         rows = self._run(lambda c: c.execute(f"SELECT DISTINCT model_run_id FROM {SETTLEMENTS}").fetchall())
         return sorted(r[0] for r in rows)
 
+    def settled_inputs(self, limit: int) -> list[tuple[dict[str, Any], int]]:
+        """The newest `limit` settled predictions' inputs (the clean records) and labels: what a promotion
+        re-scores with both models."""
+        import json
+
+        query = (
+            f"SELECT p.input, s.label FROM {SETTLEMENTS} s JOIN {PREDICTIONS} p ON p.prediction_id = s.prediction_id "
+            "ORDER BY s.seq DESC LIMIT ?"
+        )
+        rows = self._run(lambda c: c.execute(query, (int(limit),)).fetchall())
+        return [(json.loads(text), int(label)) for text, label in reversed(rows)]
+
     def close(self) -> None:
         return None
 
@@ -406,6 +420,17 @@ class MongoOutcomeStore:
 
     def run_ids(self) -> list[str]:
         return sorted(self._guard(lambda: self._db[SETTLEMENTS].distinct("model_run_id")))
+
+    def settled_inputs(self, limit: int) -> list[tuple[dict[str, Any], int]]:
+        def read() -> list[tuple[dict[str, Any], int]]:
+            newest = list(self._db[SETTLEMENTS].find({}, {"_id": 1, "label": 1}).sort([("seq", -1)]).limit(int(limit)))
+            inputs = {
+                d["_id"]: d["input"]
+                for d in self._db[PREDICTIONS].find({"_id": {"$in": [s["_id"] for s in newest]}}, {"input": 1})
+            }
+            return [(inputs[s["_id"]], int(s["label"])) for s in reversed(newest) if s["_id"] in inputs]
+
+        return self._guard(read)
 
     def close(self) -> None:
         self._client.close()

@@ -116,6 +116,21 @@ class Settings(BaseSettings):
     realized_auc_floor: float = Field(
         default=0.7, ge=0, le=1, description="the RealizedRocAucBelowFloor alert fires under this realized ROC AUC"
     )
+    # --- promotion (model_orchestration/promote_flow.py) and serving that follows the registry ---
+    promotion_min_roc_auc: float = Field(default=0.7, ge=0, le=1, description="gate: the challenger's ROC AUC floor")
+    promotion_max_brier: float = Field(default=0.25, ge=0, le=1, description="gate: the challenger's Brier ceiling")
+    promotion_min_uplift: float = Field(
+        default=0.0, ge=-1, le=1, description="gate: challenger ROC AUC minus champion ROC AUC, on the same rows"
+    )
+    promotion_min_outcomes: int = Field(
+        default=200, ge=1, description="settled outcomes needed to judge on live rows (else the test set)"
+    )
+    promotion_approval: Literal["auto", "manual"] = Field(
+        default="auto", description="manual: a passed gate waits for make promote APPROVE=<version>"
+    )
+    model_poll_seconds: float = Field(
+        default=30.0, ge=0, description="RUN_ID empty: seconds between checks of the alias (0: never follow it)"
+    )
     performance_interval_seconds: float = Field(
         default=15.0, ge=0.1, description="seconds between two computations of the realized metrics"
     )

@@ -198,6 +198,7 @@ def train(
                 "git_commit": git_commit(),
                 "spec_name": spec.name,
                 "max_evals": str(max_evals),
+                "split_seed": str(settings.seed),  # the promotion gate rebuilds the held-out test set from it
             }
         )
         mlflow.log_params({f"rows_{k}": v for k, v in data.sizes.items()} | {"max_evals": max_evals})

@@ -90,8 +90,6 @@ class PredictApiApplication(BaseApplication):  # type: ignore[misc]
         Any failure (a broken env file, MLflow down, an unknown RUN_ID) is logged with its cause and the workers keep
         serving the model they have.
         """
-        from server.model_service import SwitchBoard, remember_served
-
         try:
             fresh = self.reread()
         except Exception as error:  # a broken env file must not take the running server down
@@ -105,9 +103,33 @@ class PredictApiApplication(BaseApplication):  # type: ignore[misc]
             log.error("SIGHUP: no model switch, still serving the current model: %s", error)
             return
         self.settings = fresh  # a worker gunicorn starts later (crash, timeout) begins on the same model
-        remember_served(fresh.model_cache_dir, run_id)
-        order = SwitchBoard(switch_file_for(fresh)).publish(run_id, f"{why}; hot reload (SIGHUP)")
-        log.info("SIGHUP: workers switch to run %s (%s), generation %s", run_id, why, order["generation"])
+        self._publish(fresh, run_id, f"{why}; hot reload (SIGHUP)")
+        self.follower = self._follower(fresh, run_id)  # RUN_ID may have been pinned or cleared
+
+    def _publish(self, settings: Settings, run_id: str, source: str) -> None:
+        """Tell every worker to switch (the SwitchBoard); the model is in the cache already."""
+        from server.model_service import SwitchBoard, remember_served
+
+        remember_served(settings.model_cache_dir, run_id)
+        order = SwitchBoard(switch_file_for(settings)).publish(run_id, source)
+        log.info("workers switch to run %s (%s), generation %s", run_id, source, order["generation"])
+
+    def _follower(self, settings: Settings, run_id: str | None) -> Any:
+        from server.registry_follower import RegistryFollower
+
+        def switch(new_run_id: str, why: str) -> None:
+            from mlops import registry
+
+            registry.download_model(settings, new_run_id)  # cached before any worker looks for it
+            self._publish(settings, new_run_id, f"{why}; registry moved (followed)")
+
+        return RegistryFollower(settings, run_id, switch)
+
+    def follow_registry(self) -> None:
+        """Called from the master's loop about once a second: a moved alias switches the workers in place."""
+        follower = getattr(self, "follower", None)
+        if follower is not None:
+            follower.maybe_check()
 
     def run(self) -> None:
         try:
@@ -138,22 +160,30 @@ class PredictApiApplication(BaseApplication):  # type: ignore[misc]
 
 
 class HotSwapArbiter(Arbiter):  # type: ignore[misc]
-    """gunicorn's master, with SIGHUP meaning "switch the model in place" (see the module docstring)."""
+    """gunicorn's master, with SIGHUP meaning "switch the model in place" (see the module docstring), and, with
+    RUN_ID empty, following the registry's alias from its own loop (murder_workers runs about once a second)."""
 
     def handle_hup(self) -> None:
         self.log.info("Hang up: switching the model in place, workers and connections kept")
         self.app.switch_model()
 
+    def murder_workers(self) -> None:
+        super().murder_workers()
+        self.app.follow_registry()
 
-def warm_model_cache(settings: Settings) -> None:
-    """Download the model to serve into the local cache before forking; best effort (workers retry anyway)."""
+
+def warm_model_cache(settings: Settings) -> str | None:
+    """Download the model to serve into the local cache before forking; best effort (workers retry anyway).
+    Returns its run id (None when it could not be resolved)."""
     try:
         from mlops import registry
 
         run_id, why = registry.resolve_and_cache(settings)
         log.info("model %s cached (%s)", run_id, why)
+        return run_id
     except Exception as error:
         log.warning("could not warm the model cache (workers will retry or use the cache): %s", error)
+        return None
 
 
 def options_for(settings: Settings, close_app: AppCloser = lambda app: None) -> dict[str, Any]:
@@ -195,5 +225,7 @@ def run(
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir_for(settings))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
     switch_file_for(settings).unlink(missing_ok=True)
-    warm_model_cache(settings)
-    PredictApiApplication(settings, options_for(settings, close_app), app_factory, reread).run()
+    run_id = warm_model_cache(settings)
+    application = PredictApiApplication(settings, options_for(settings, close_app), app_factory, reread)
+    application.follower = application._follower(settings, run_id)
+    application.run()

@@ -257,6 +257,7 @@ class KinesisConsumer:
     batch_limit: int | None = None  # GetRecords Limit; default settings.max_batch_records
     shard_refresh_s: float = 10.0
     online: Any = None  # OnlineStore for id-only records; default: ONLINE_STORE_URI, opened when first needed
+    follower: Any = None  # RegistryFollower (RUN_ID empty): checked between batches
     put_attempts: int = 8  # PutRecords rounds before a batch counts as failed (and is re-read from its checkpoint)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _shards: dict[str, _Shard] = field(default_factory=dict, init=False)
@@ -283,8 +284,19 @@ class KinesisConsumer:
     def run(self, until: Callable[[], bool] | None = None) -> None:
         """Poll until stop() (or `until()` is true); pause `poll_interval_s` only when nothing came in."""
         while not self._stop.is_set() and not (until and until()):
+            if self.follower is not None:
+                self.follower.maybe_check()  # RUN_ID empty: a moved alias swaps the model between two batches
             if self.poll_once() == 0:
                 self._stop.wait(self.poll_interval_s)
+
+    def switch_model(self, run_id: str, why: str) -> None:
+        """Serve `run_id` from the next batch on (the registry follower's callback)."""
+        from server.model_service import load_bundle
+
+        previous = self.service.run_id
+        self.service.swap(load_bundle(self.settings, run_id), f"{why}; registry moved (followed)")
+        self.metrics.model_info.labels(run_id=previous).set(0)
+        self.metrics.model_info.labels(run_id=run_id).set(1)
 
     # ----------------------------------------------------------------------------------------- shards
     def _stream_created(self) -> str | None:
@@ -619,6 +631,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigurationError, ServiceUnavailable) as error:
         print(f"serve_kinesis: error: {error}", file=sys.stderr)
         return 2
+    from server.registry_follower import RegistryFollower
+
+    consumer.follower = RegistryFollower(settings, service.run_id, consumer.switch_model)
     port = args.metrics_port or settings.kinesis_metrics_port
     try:
         start_http_server(port, addr=settings.api_host, registry=consumer.metrics.registry)

@@ -1,0 +1,96 @@
+"""The promotion gate's rules, its audit log, and the registry follower's timing and failure handling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mlops.promotion import AuditLog, Figures, Gate, decide
+from mlops.settings import load_settings
+from server.registry_follower import RegistryFollower
+
+GATE = Gate(min_roc_auc=0.7, max_brier=0.25, min_uplift=0.01)
+
+
+def figures(auc: float, brier: float = 0.1) -> Figures:
+    return Figures(roc_auc=auc, brier=brier, pr_auc=0.5, log_loss=0.3)
+
+
+def test_the_first_model_passes_on_absolute_thresholds_alone() -> None:
+    assert decide(GATE, figures(0.8), None, same_spec=False) == (True, [])
+    passed, reasons = decide(GATE, figures(0.65, brier=0.3), None, same_spec=True)
+    assert not passed
+    assert reasons == ["ROC AUC 0.6500 < PROMOTION_MIN_ROC_AUC 0.7", "Brier 0.3000 > PROMOTION_MAX_BRIER 0.25"]
+
+
+def test_uplift_and_spec_rules() -> None:
+    assert decide(GATE, figures(0.85), figures(0.83), same_spec=True) == (True, [])
+    passed, reasons = decide(GATE, figures(0.835), figures(0.83), same_spec=True)
+    assert not passed and "uplift +0.0050" in reasons[0]
+    passed, reasons = decide(GATE, figures(0.9), figures(0.8), same_spec=False)
+    assert not passed and "feature spec differs" in reasons[0]
+    allowed = Gate(0.7, 0.25, 0.01, allow_spec_change=True)
+    assert decide(allowed, figures(0.9), figures(0.8), same_spec=False) == (True, [])
+
+
+def test_the_audit_log_only_appends(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit" / "promotions.jsonl")
+    log.append({"action": "promoted", "n": 1})
+    log.append({"action": "rolled back", "n": 2})
+    assert [r["n"] for r in log.records()] == [1, 2]
+    assert (tmp_path / "audit" / "promotions.jsonl").read_text().count("\n") == 2
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_follower_checks_on_its_interval_and_never_overrides_a_pinned_run(monkeypatch: Any) -> None:
+    from mlops import registry
+
+    answers = iter([("run-a", "alias"), ("run-b", "alias 'champion'"), ("run-b", "alias 'champion'")])
+    monkeypatch.setattr(registry, "check_mlflow", lambda *a, **k: None)
+    monkeypatch.setattr(registry, "resolve_run_id", lambda settings: next(answers))
+    switched: list[str] = []
+    clock = Clock()
+    follower = RegistryFollower(
+        load_settings("local", run_id=None, model_poll_seconds=5), "run-a", lambda r, w: switched.append(r), clock
+    )
+    assert not follower.maybe_check()  # not due yet
+    clock.now = 5
+    assert not follower.maybe_check()  # run-a: unchanged
+    clock.now = 7
+    assert not follower.maybe_check()  # not due
+    clock.now = 10
+    assert follower.maybe_check() and switched == ["run-b"] and follower.current == "run-b"
+    clock.now = 15
+    assert not follower.maybe_check()
+    pinned = RegistryFollower(load_settings("local", run_id="a" * 32), "a" * 32, lambda r, w: switched.append(r), clock)
+    clock.now = 100
+    assert not pinned.enabled and not pinned.maybe_check()
+
+
+def test_the_follower_keeps_serving_when_mlflow_is_down(monkeypatch: Any, caplog: pytest.LogCaptureFixture) -> None:
+    from mlops import registry
+    from mlops.aws import ServiceUnavailable
+
+    def down(*_: Any, **__: Any) -> None:
+        raise ServiceUnavailable("MLflow is unreachable at MLFLOW_TRACKING_URI=http://x")
+
+    monkeypatch.setattr(registry, "check_mlflow", down)
+    clock = Clock()
+    follower = RegistryFollower(
+        load_settings("local", run_id=None, model_poll_seconds=1), "run-a", lambda r, w: None, clock
+    )
+    for step in range(1, 4):
+        clock.now = step
+        assert not follower.maybe_check()
+    assert follower.current == "run-a"
+    warnings = [r for r in caplog.records if "registry not checked" in r.getMessage()]
+    assert len(warnings) == 1 and "MLFLOW_TRACKING_URI" in warnings[0].getMessage()

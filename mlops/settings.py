@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     model_poll_seconds: float = Field(
         default=30.0, ge=0, description="RUN_ID empty: seconds between checks of the alias (0: never follow it)"
     )
+    retrain_triggers: bool = Field(default=True, description="the drift service may start training runs")
+    retrain_drift_share: float = Field(default=0.5, ge=0, le=1, description="drift share that counts as moved data")
+    retrain_drift_computations: int = Field(default=3, ge=1, description="consecutive drifted computations needed")
+    retrain_cooldown_hours: float = Field(default=24.0, ge=0, description="at most one triggered run per this")
     performance_interval_seconds: float = Field(
         default=15.0, ge=0.1, description="seconds between two computations of the realized metrics"
     )

@@ -24,6 +24,7 @@ from monitoring.evidently_service.metrics import DriftMetrics
 from monitoring.evidently_service.monitor import DriftMonitor
 from monitoring.evidently_service.performance import PerformanceMetrics, PerformanceMonitor
 from monitoring.evidently_service.reference import ReferenceLoader
+from monitoring.evidently_service.retrain import RetrainTrigger
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +36,10 @@ def create_app(
     performance: PerformanceMonitor | None = None,
 ) -> Flask:
     """The Flask app; `start_worker=False` (tests) leaves computations to explicit `compute()` calls."""
+    trigger = RetrainTrigger(settings)
     if monitor is None:
         spec = FeatureSpec.load(settings.feature_spec)
-        monitor = DriftMonitor(settings, spec, ReferenceLoader(settings), DriftMetrics())
+        monitor = DriftMonitor(settings, spec, ReferenceLoader(settings), DriftMetrics(), trigger)
     if performance is None:
         from mlops.outcome_store import open_outcome_store
 
@@ -46,6 +48,7 @@ def create_app(
             monitor.spec.name,
             lambda: open_outcome_store(settings),
             PerformanceMetrics(monitor.metrics.registry),
+            monitor.trigger,
         )
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
@@ -78,6 +81,11 @@ def create_app(
     def realized_performance() -> Response:
         """Realized metrics per model run, or "not enough outcomes" with the count (what the gauges hold)."""
         return jsonify(performance.status())
+
+    @app.get("/retrain")
+    def retrain_status() -> Response:
+        """The retraining trigger: thresholds, consecutive drifted computations, the last run it started."""
+        return jsonify(monitor.trigger.status() if monitor.trigger is not None else {"enabled": False})
 
     @app.get("/metrics")
     def prometheus_metrics() -> Response:

@@ -46,8 +46,16 @@ class DatasetState:
 
 
 class DriftMonitor:
-    def __init__(self, settings: Settings, spec: FeatureSpec, loader: ReferenceLoader, metrics: DriftMetrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        spec: FeatureSpec,
+        loader: ReferenceLoader,
+        metrics: DriftMetrics,
+        trigger: Any = None,
+    ) -> None:
         self.settings = settings
+        self.trigger = trigger  # RetrainTrigger: told every drift share
         self.spec = spec
         self.loader = loader
         self.metrics = metrics
@@ -129,7 +137,9 @@ class DriftMonitor:
             state.result, state.computed_at = result, finished
             state.status, state.message = "ok", ""
             log.info("drift %s: %d rows, share %.3f in %.2fs", dataset, result.rows, result.share, result.duration_s)
-            return state.status
+        if self.trigger is not None:
+            self.trigger.observe_drift(dataset, result.share)  # outside the lock: it may call Prefect
+        return state.status
 
     def _reference(self, state: DatasetState, dataset: str, run_id: str | None) -> Reference:
         if state.reference is None or run_id != state.reference_run_id:

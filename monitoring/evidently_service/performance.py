@@ -75,9 +75,15 @@ class PerformanceMonitor:
     """Reads settlements, computes, publishes; `compute()` is one pass (the worker's, or a test's)."""
 
     def __init__(
-        self, settings: Settings, dataset: str, open_store: Callable[[], Any], metrics: PerformanceMetrics
+        self,
+        settings: Settings,
+        dataset: str,
+        open_store: Callable[[], Any],
+        metrics: PerformanceMetrics,
+        trigger: Any = None,
     ) -> None:
         self.settings = settings
+        self.trigger = trigger  # RetrainTrigger: told the served model's realized ROC AUC
         self.dataset = dataset
         self._open_store = open_store
         self._store: Any = None
@@ -96,6 +102,8 @@ class PerformanceMonitor:
             if self._store is None:
                 self._store = self._open_store()
             results: dict[str, Performance | NotEnough] = {}
+            newest = self._store.settled(limit=1)
+            served = newest[0]["model_run_id"] if newest else None  # the model whose outcomes arrive now
             for run_id in self._store.run_ids():
                 rows = self._store.settled(run_id, limit=self.settings.outcome_window_size)
                 results[run_id] = realized(
@@ -110,6 +118,9 @@ class PerformanceMonitor:
             self.metrics.publish(self.dataset, run_id, result)
         self.results, self.error, self.computed_at = results, None, time.time()
         self.metrics.errors.labels(self.dataset).set(0)
+        current = results.get(served) if served else None
+        if self.trigger is not None and isinstance(current, Performance):
+            self.trigger.observe_performance(self.dataset, str(served), current.roc_auc)
         return results
 
     def status(self) -> dict[str, Any]:

@@ -263,6 +263,24 @@ def sample_records(n: int) -> list[dict[str, Any]]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
+def first_customer(stack: Stack) -> tuple[str, dict[str, Any]]:
+    """The first customer of the feature store's newest snapshot (read from the moto container's S3)."""
+    import io
+
+    import pandas as pd
+
+    from mlops.spec import FeatureSpec
+
+    spec = FeatureSpec.load(PROJECT_ROOT / "features.yaml")
+    s3 = stack.aws("s3")
+    data_hash = s3.get_object(Bucket="churn-feature-store", Key=f"{spec.name}/LATEST")["Body"].read().decode().strip()
+    body = s3.get_object(Bucket="churn-feature-store", Key=f"{spec.name}/{data_hash}/train.parquet")["Body"].read()
+    row = pd.read_parquet(io.BytesIO(body)).iloc[0]
+    features = {c: (None if pd.isna(row[c]) else row[c]) for c in spec.feature_columns}
+    features = {k: (v.item() if hasattr(v, "item") else v) for k, v in features.items()}
+    return str(row[spec.id_column]), features
+
+
 def prometheus_value(stack: Stack, query: str) -> float | None:
     answer = requests.get(stack.url("PROMETHEUS", "/api/v1/query"), params={"query": query}, timeout=10).json()
     result = answer["data"]["result"]
@@ -338,6 +356,16 @@ def test_compose_platform_builds_runs_serves_switches_and_resets(stack: Stack) -
     output = stack.make("outcomes", f"FILE={outcomes_file}")
     ingested = json.loads([line for line in output.splitlines() if line.startswith('{"received"')][-1])
     assert (ingested["settled"], ingested["unknown"]) == (20, 1), ingested
+
+    # --- scoring by id: `make materialize` (a container) into the redis container, then GET /customers/<id>/churn ----
+    output = stack.make("materialize")
+    assert "online  " in output and "redis://redis:6379/0" in output, output[-2000:]
+    customer, features = first_customer(stack)
+    by_id = requests.get(stack.url("API", f"/customers/{customer}/churn"), timeout=30)
+    assert by_id.status_code == 200, by_id.text
+    full = requests.post(stack.url("API", "/predict"), json={**features, "clientnum": customer}, timeout=30).json()
+    assert abs(by_id.json()["churn chance"] - full["churn chance"]) < 1e-6
+    assert requests.get(stack.url("API", "/customers/000000000/churn"), timeout=30).status_code == 404
 
     # --- drift gauges, scraped by the Prometheus container ---------------------------------------------------------
     share = wait_until(

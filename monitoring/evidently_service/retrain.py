@@ -1,0 +1,134 @@
+"""Retraining that triggers itself: the drift service starts a run of the training deployment when its data moves.
+
+Two reasons, both computed here already: the data-drift share above RETRAIN_DRIFT_SHARE for RETRAIN_DRIFT_COMPUTATIONS
+consecutive computations, or the served model's realized ROC AUC below REALIZED_AUC_FLOOR (with OUTCOME_MIN_LABELS
+behind it). Either starts one flow run of `model_tuning_and_uploading/churn-training` through Prefect's REST API,
+at most once per RETRAIN_COOLDOWN_HOURS (the last trigger is kept in STATE_DIR, so a restart does not reset the
+cool-down). The reason is the run's name and a `retrain-reason:<kind>` tag, visible in the Prefect UI; a trained
+challenger then waits for the promotion gate (make promote). RETRAIN_TRIGGERS=false turns it off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from mlops.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TRAINING_FLOW = "model_tuning_and_uploading"
+TRAINING_DEPLOYMENT = "churn-training"  # model_orchestration.deployments.DEPLOYMENT_NAME
+
+
+def start_training_run(settings: Settings, name: str, tags: list[str]) -> str:
+    """One flow run of the training deployment (Prefect REST API); its id. Raises with PREFECT_API_URL named."""
+    api = settings.prefect_api_url.rstrip("/")
+    try:
+        found = requests.get(f"{api}/deployments/name/{TRAINING_FLOW}/{TRAINING_DEPLOYMENT}", timeout=5)
+        if found.status_code == 404:
+            raise LookupError(
+                f"deployment {TRAINING_FLOW}/{TRAINING_DEPLOYMENT} is not registered at PREFECT_API_URL={api} "
+                "(make apply-model-train-flow)"
+            )
+        found.raise_for_status()
+        created = requests.post(
+            f"{api}/deployments/{found.json()['id']}/create_flow_run",
+            json={"name": name, "tags": tags, "parameters": {}},
+            timeout=5,
+        )
+        created.raise_for_status()
+    except requests.RequestException as error:
+        raise ConnectionError(f"Prefect unreachable at PREFECT_API_URL={api}: {error}") from error
+    return str(created.json()["id"])
+
+
+class RetrainTrigger:
+    def __init__(
+        self,
+        settings: Settings,
+        start_run: Callable[[str, list[str]], str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.start_run = start_run or (lambda name, tags: start_training_run(settings, name, tags))
+        self.clock = clock
+        self.state_path = Path(settings.state_dir) / "retrain-trigger.json"
+        self.consecutive: dict[str, int] = {}
+        self.fired: list[dict[str, Any]] = []  # this process's triggers (also in the state file)
+        self.suppressed = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.retrain_triggers
+
+    # ------------------------------------------------------------------ observations
+    def observe_drift(self, dataset: str, share: float) -> str | None:
+        """One drift computation; returns the flow run id when this one triggered training."""
+        high = share > self.settings.retrain_drift_share
+        self.consecutive[dataset] = self.consecutive.get(dataset, 0) + 1 if high else 0
+        needed = self.settings.retrain_drift_computations
+        if not high or self.consecutive[dataset] < needed:
+            return None
+        reason = (
+            f"drift share {share:.2f} > RETRAIN_DRIFT_SHARE {self.settings.retrain_drift_share:g} "
+            f"for {self.consecutive[dataset]} computations"
+        )
+        return self._fire("drift", dataset, reason)
+
+    def observe_performance(self, dataset: str, run_id: str, roc_auc: float) -> str | None:
+        if roc_auc >= self.settings.realized_auc_floor:
+            return None
+        reason = (
+            f"realized ROC AUC {roc_auc:.3f} of run {run_id} < REALIZED_AUC_FLOOR {self.settings.realized_auc_floor:g}"
+        )
+        return self._fire("decay", dataset, reason)
+
+    # ------------------------------------------------------------------ firing
+    def last(self) -> dict[str, Any] | None:
+        try:
+            return json.loads(self.state_path.read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _fire(self, kind: str, dataset: str, reason: str) -> str | None:
+        if not self.enabled:
+            return None
+        now = self.clock()
+        previous = self.last()
+        cooldown = self.settings.retrain_cooldown_hours * 3600
+        if previous is not None and now - float(previous.get("at", 0)) < cooldown:
+            self.suppressed += 1
+            log.debug("retrain not triggered (cool-down since %s): %s", previous.get("reason"), reason)
+            return None
+        try:
+            run_id = self.start_run(f"retrain ({kind}): {reason}"[:200], ["retrain", f"retrain-reason:{kind}", dataset])
+        except Exception as error:  # Prefect down or no deployment: say why, try again at the next computation
+            log.warning("retrain wanted (%s) but not started: %s", reason, error)
+            return None
+        record = {"at": now, "kind": kind, "dataset": dataset, "reason": reason, "flow_run_id": run_id}
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        scratch = self.state_path.with_name(f".{self.state_path.name}.tmp")
+        scratch.write_text(json.dumps(record))
+        scratch.replace(self.state_path)
+        self.fired.append(record)
+        self.consecutive[dataset] = 0
+        log.warning("retraining triggered: %s (Prefect flow run %s)", reason, run_id)
+        return run_id
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "enabled": self.enabled,
+            "drift_share": self.settings.retrain_drift_share,
+            "drift_computations": self.settings.retrain_drift_computations,
+            "cooldown_hours": self.settings.retrain_cooldown_hours,
+            "consecutive": dict(self.consecutive),
+            "last": self.last(),
+            "suppressed": self.suppressed,
+        }

@@ -1,0 +1,91 @@
+"""Retraining that triggers itself, on the real Prefect, MLflow and moto servers: the training deployment is served
+(`python -m model_orchestration.deployments`, as `make apply-model-train-flow` runs it); the drift service's trigger
+sees the drift share stay high, starts one run through Prefect's REST API with the reason as its name and tag, the
+run trains and registers a new `challenger`, and further drifted computations inside the cool-down start nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import pytest
+from mlflow import MlflowClient
+
+from mlops.settings import Settings
+from monitoring.evidently_service.retrain import RetrainTrigger
+from tests.conftest import VENV_BIN, start_process, stop_process
+
+pytestmark = pytest.mark.integration
+
+MODEL_NAME = "churn-model-retrain-test"
+
+
+def _runs_tagged(settings: Settings, tag: str) -> list[dict[str, Any]]:
+    """Flow runs carrying `tag` (Prefect's REST filter)."""
+    import requests
+
+    answer = requests.post(
+        f"{settings.prefect_api_url}/flow_runs/filter",
+        json={"flow_runs": {"tags": {"all_": [tag]}}, "limit": 50, "sort": "ID_DESC"},
+        timeout=10,
+    )
+    answer.raise_for_status()
+    return answer.json()
+
+
+def _state(settings: Settings, flow_run_id: str) -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}), get_client(sync_client=True) as client:
+        return client.read_flow_run(UUID(flow_run_id)).state
+
+
+def test_sustained_drift_starts_one_training_run_then_stays_quiet(
+    settings: Settings, service_env: dict[str, str], feature_snapshot: Any, tmp_path: Path
+) -> None:
+    env = {**service_env, "MAX_EVALS": "1", "TRAIN_THREADS": "1", "MODEL_NAME": MODEL_NAME}
+    log = tmp_path / "train-deployment.log"
+    server = start_process([str(VENV_BIN / "python"), "-m", "model_orchestration.deployments"], log, env=env)
+    trigger_settings = settings.model_copy(
+        update={
+            "state_dir": tmp_path,
+            "retrain_drift_share": 0.5,
+            "retrain_drift_computations": 2,
+            "retrain_cooldown_hours": 1.0,
+        }
+    )
+    trigger = RetrainTrigger(trigger_settings)
+    tag = f"bank_churners-{tmp_path.name}"
+    try:
+        flow_run_id = None
+        deadline = time.monotonic() + 120
+        while flow_run_id is None:  # the deployment appears once the served process registered it
+            assert server.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the trigger never started a run:\n" + log.read_text()[-3000:]
+            trigger.consecutive.clear()
+            assert trigger.observe_drift(tag, 0.9) is None  # one drifted computation is not enough
+            flow_run_id = trigger.observe_drift(tag, 0.9)
+            if flow_run_id is None:
+                time.sleep(2)
+        (run,) = [r for r in _runs_tagged(settings, "retrain-reason:drift") if r["id"] == flow_run_id]
+        assert "drift share 0.90 > RETRAIN_DRIFT_SHARE 0.5 for 2 computations" in run["name"]
+        assert {"retrain", "retrain-reason:drift", tag} <= set(run["tags"])
+        # the served deployment runs it: a new challenger is registered
+        deadline = time.monotonic() + 300
+        while not (state := _state(settings, flow_run_id)).is_final():
+            assert time.monotonic() < deadline, f"flow run still {state.name}:\n{log.read_text()[-3000:]}"
+            time.sleep(2)
+        assert state.is_completed(), log.read_text()[-3000:]
+        challenger = MlflowClient(settings.mlflow_tracking_uri).get_model_version_by_alias(MODEL_NAME, "challenger")
+        assert challenger.run_id
+        # still drifting, inside the cool-down: nothing more starts
+        for _ in range(4):
+            assert trigger.observe_drift(tag, 0.95) is None
+        assert [r["id"] for r in _runs_tagged(settings, tag)] == [flow_run_id]
+        assert trigger.status()["last"]["flow_run_id"] == flow_run_id
+    finally:
+        stop_process(server, timeout=30)

@@ -17,6 +17,7 @@ Settlements copy what the metrics need (model run id, probability, label), so a 
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -191,7 +192,7 @@ class SQLiteOutcomeStore:
         if seen is not None and seen[0] in (SETTLED, DUPLICATE, CONFLICT):
             return DUPLICATE
         by_request = (
-            candidates(connection, f"{select} WHERE request_id = ?", (outcome.request_id,))
+            candidates(connection, f"{select} WHERE request_id = ? AND source != 'shadow'", (outcome.request_id,))
             if outcome.request_id is not None
             else []
         )
@@ -199,7 +200,8 @@ class SQLiteOutcomeStore:
         if outcome.customer_id is not None and not by_request:
             found = candidates(
                 connection,
-                f"{select} WHERE customer_id = ? AND timestamp <= ? ORDER BY timestamp DESC LIMIT 1",
+                f"{select} WHERE customer_id = ? AND timestamp <= ? AND source != 'shadow' "
+                "ORDER BY timestamp DESC LIMIT 1",
                 (outcome.customer_id, _iso(outcome.observed_at)),
             )
             latest = found[0] if found else None
@@ -232,6 +234,28 @@ class SQLiteOutcomeStore:
                     ),
                 )
                 status = SETTLED
+                # the shadow model's score of the same record (same request id and customer) is settled with it
+                twins = candidates(
+                    connection,
+                    f"{select} WHERE request_id = ? AND source = 'shadow' AND customer_id IS ?",
+                    (chosen_request(connection, chosen), chosen.customer_id),
+                )
+                for twin in twins:
+                    connection.execute(
+                        f"INSERT OR IGNORE INTO {SETTLEMENTS} (prediction_id, outcome_id, model_run_id, source, "
+                        "prediction, predicted_at, label, observed_at, settled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            twin.prediction_id,
+                            outcome_id,
+                            twin.model_run_id,
+                            twin.source,
+                            twin.prediction,
+                            twin.timestamp,
+                            outcome.label,
+                            _iso(outcome.observed_at),
+                            now,
+                        ),
+                    )
         connection.execute(
             f"INSERT OR REPLACE INTO {OUTCOMES} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -296,6 +320,12 @@ class SQLiteOutcomeStore:
         return None
 
 
+def chosen_request(connection: sqlite3.Connection, chosen: Candidate) -> str:
+    """The request id of the settled prediction (an outcome by customer does not carry it)."""
+    row = connection.execute(f"SELECT request_id FROM {PREDICTIONS} WHERE prediction_id = ?", (chosen.prediction_id,))
+    return str(row.fetchone()[0])
+
+
 # --------------------------------------------------------------------------------------------------- MongoDB
 class MongoOutcomeStore:
     """Collections `outcomes` (_id = outcome id) and `settlements` (_id = prediction id) beside `predictions`."""
@@ -354,11 +384,15 @@ class MongoOutcomeStore:
         seen = self._db[OUTCOMES].find_one({"_id": outcome_id}, {"status": 1})
         if seen is not None and seen["status"] in (SETTLED, DUPLICATE, CONFLICT):
             return DUPLICATE
-        by_request = self._candidates({"request_id": outcome.request_id}) if outcome.request_id is not None else []
+        live = {"source": {"$ne": "shadow"}}
+        by_request = (
+            self._candidates({"request_id": outcome.request_id} | live) if outcome.request_id is not None else []
+        )
         latest = None
         if outcome.customer_id is not None and not by_request:
             found = self._candidates(
-                {"customer_id": outcome.customer_id, "timestamp": {"$lte": outcome.observed_at}}, newest_only=True
+                {"customer_id": outcome.customer_id, "timestamp": {"$lte": outcome.observed_at}} | live,
+                newest_only=True,
             )
             latest = found[0] if found else None
         chosen = choose(outcome, by_request, latest)
@@ -383,6 +417,21 @@ class MongoOutcomeStore:
             try:
                 self._db[SETTLEMENTS].insert_one(document)
                 status = SETTLED
+                original = self._db[PREDICTIONS].find_one({"_id": chosen.prediction_id}, {"request_id": 1}) or {}
+                twins = self._candidates(
+                    {"request_id": original.get("request_id"), "source": "shadow", "customer_id": chosen.customer_id}
+                )
+                for twin in twins:  # the shadow model's score of the same record
+                    twin_document = document | {
+                        "_id": twin.prediction_id,
+                        "prediction_id": twin.prediction_id,
+                        "model_run_id": twin.model_run_id,
+                        "source": twin.source,
+                        "prediction": twin.prediction,
+                        "predicted_at": twin.timestamp,
+                    }
+                    with contextlib.suppress(DuplicateKeyError):
+                        self._db[SETTLEMENTS].insert_one(twin_document)
             except DuplicateKeyError:
                 earlier = self._db[SETTLEMENTS].find_one({"_id": chosen.prediction_id}, {"label": 1})
                 status = DUPLICATE if earlier and earlier["label"] == outcome.label else CONFLICT

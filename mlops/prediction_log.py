@@ -28,7 +28,7 @@ from mlops.settings import Settings
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("http", "kinesis", "batch")
+SOURCES = ("http", "kinesis", "batch", "shadow")  # shadow: a second model's score of a live record, never answered
 PREDICTIONS = "predictions"
 SUMMARIES = "report_summaries"
 

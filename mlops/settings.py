@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     promotion_approval: Literal["auto", "manual"] = Field(
         default="auto", description="manual: a passed gate waits for make promote APPROVE=<version>"
     )
+    shadow_model: str | None = Field(
+        default=None, description="challenger, champion or a run id: also scored off the request path, logged only"
+    )
     model_poll_seconds: float = Field(
         default=30.0, ge=0, description="RUN_ID empty: seconds between checks of the alias (0: never follow it)"
     )
@@ -146,6 +149,7 @@ class Settings(BaseSettings):
         "rate_limit",
         "prediction_log_uri",
         "online_store_uri",
+        "shadow_model",
         "drift_service_url",
         "model_name",
         "mlflow_experiment",

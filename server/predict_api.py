@@ -96,6 +96,7 @@ class ApiState:
         self.settings = settings
         self.service = service
         self.switch: Any = None  # SwitchBoard shared by the workers of one server (None in-process)
+        self.shadow: Any = None  # ShadowScorer when SHADOW_MODEL is set
         self._switch_lock = threading.Lock()
         self.sinks: list[PredictionSink] = list(sinks)
         self.load_error: str | None = None
@@ -175,6 +176,8 @@ class ApiState:
         from server.sinks import close_all
 
         self._stop.set()
+        if self.shadow is not None:
+            self.shadow.close()
         close_all(self.sinks, timeout)
 
 
@@ -222,6 +225,12 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]
     state = ApiState(settings, service, [])
     state.sinks = list(sinks) if sinks is not None else default_sinks(settings, state)
+    if settings.shadow_model:
+        from server.shadow import ShadowScorer
+        from server.sinks import DriftSink, submit_all
+
+        logs = [s for s in state.sinks if not isinstance(s, DriftSink)]  # drift watches what clients get
+        state.shadow = ShadowScorer(settings, lambda entries: submit_all(logs, entries))
     if switch_file is not None:
         from server.model_service import SwitchBoard
 
@@ -313,6 +322,8 @@ def create_app(
             metrics.predictions.observe(p)
         id_column = current.spec.id_column
         _to_sinks(state, valid, probabilities, run_id, id_column)
+        if state.shadow is not None:
+            state.shadow.submit(valid, g.request_id)  # enqueued only: the answer never waits for the shadow
         answers = [_answer(p, run_id, record, id_column) for p, record in zip(probabilities, valid, strict=True)]
         if single:
             return answers[0]

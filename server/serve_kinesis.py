@@ -258,6 +258,7 @@ class KinesisConsumer:
     shard_refresh_s: float = 10.0
     online: Any = None  # OnlineStore for id-only records; default: ONLINE_STORE_URI, opened when first needed
     follower: Any = None  # RegistryFollower (RUN_ID empty): checked between batches
+    shadow: Any = None  # ShadowScorer when SHADOW_MODEL is set
     put_attempts: int = 8  # PutRecords rounds before a batch counts as failed (and is re-read from its checkpoint)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _shards: dict[str, _Shard] = field(default_factory=dict, init=False)
@@ -484,6 +485,8 @@ class KinesisConsumer:
         if dead:
             put_all(self.kinesis_client, self.settings.kinesis_dead_letter_stream, dead, attempts=self.put_attempts)
         self._feed_sinks(valid, results)
+        if self.shadow is not None and valid:
+            self.shadow.submit(valid, request_ids)  # enqueued only: results never wait for the shadow
         # the prediction log must hold this batch (written or spooled) before the checkpoint moves past it,
         # or a SIGKILL here would lose log entries the results stream already has
         for sink in self.sinks:
@@ -634,6 +637,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from server.registry_follower import RegistryFollower
 
     consumer.follower = RegistryFollower(settings, service.run_id, consumer.switch_model)
+    if settings.shadow_model:
+        from server.shadow import ShadowScorer
+        from server.sinks import DriftSink
+
+        logs = [s for s in sinks if not isinstance(s, DriftSink)]
+        consumer.shadow = ShadowScorer(settings, lambda entries: [s.submit(entries) for s in logs])
     port = args.metrics_port or settings.kinesis_metrics_port
     try:
         start_http_server(port, addr=settings.api_host, registry=consumer.metrics.registry)

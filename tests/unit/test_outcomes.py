@@ -191,3 +191,23 @@ def test_calibration_error_of_a_constant_forecast() -> None:
     labels = np.array([1, 0, 0, 0])
     assert expected_calibration_error(labels, np.full(4, 0.25)) == pytest.approx(0.0)
     assert expected_calibration_error(labels, np.full(4, 0.75)) == pytest.approx(0.5)
+
+
+def test_a_shadow_twin_is_settled_with_its_live_prediction_and_never_chosen(stores: tuple[Any, Any]) -> None:
+    predictions, outcomes = stores
+    predictions.write_many(
+        [
+            make_entry({"x": 1}, 0.8, "live-run", "http", "req-s", T0, customer_id="c1"),
+            make_entry({"x": 1}, 0.6, "shadow-run", "shadow", "req-s", T0, customer_id="c1"),
+            make_entry({"x": 2}, 0.3, "shadow-run", "shadow", "only-shadow", T0, customer_id="c2"),
+        ]
+    )
+    when = T0 + timedelta(days=1)
+    report = outcomes.ingest([Outcome("req-s", None, 1, when), Outcome("only-shadow", None, 1, when)])
+    # the live prediction is the one the outcome names; a shadow alone settles nothing (it answered no one)
+    assert (report.settled, report.unknown) == (1, 1)
+    assert sorted((r["model_run_id"], r["prediction"]) for r in outcomes.settled()) == [
+        ("live-run", 0.8),
+        ("shadow-run", 0.6),
+    ]
+    assert outcomes.run_ids() == ["live-run", "shadow-run"]

@@ -196,6 +196,21 @@ def sample_records(spec: Any, n: int = 500) -> list[dict[str, Any]]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
+def bench_model(model_dir: Path | None, settings: Any) -> tuple[Path, str]:
+    """(model folder, run id): `--model-dir` as given, else the run RUN_ID or the alias names, from MLflow."""
+    if model_dir:
+        return model_dir, "bench-" + model_dir.resolve().parent.name
+    from mlops import registry
+
+    run_id, _ = registry.resolve_run_id(settings)
+    return registry.download_model(settings, run_id), run_id
+
+
+def cache_model(model_dir: Path, state_dir: Path, run_id: str) -> None:
+    """Put the model where our server looks first (its model cache), so it serves it with MLflow out of the way."""
+    shutil.copytree(model_dir, state_dir / "model-cache" / run_id / "model")
+
+
 def report(label: str, ours: Result, theirs: Result) -> None:
     print(f"\n{label}")
     print(f"{'server':<22} {'requests':>9} {'errors':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
@@ -227,16 +242,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     workers = args.workers or settings.api_workers
     scratch = Path(tempfile.mkdtemp(prefix="bench-http-"))
-    if args.model_dir:
-        model_dir, run_id = args.model_dir, "bench-" + args.model_dir.resolve().parent.name
-    else:
-        from mlops import registry
-
-        run_id, _ = registry.resolve_run_id(settings)
-        model_dir = registry.download_model(settings, run_id)
-    # our server serves the same files: from its model cache, with MLflow out of the way
-    cache = scratch / "state" / "model-cache" / run_id / "model"
-    shutil.copytree(model_dir, cache)
+    model_dir, run_id = bench_model(args.model_dir, settings)
+    cache_model(model_dir, scratch / "state", run_id)  # our server serves the same files
     spec = ModelBundle.from_model_dir(model_dir).spec
     records = sample_records(spec)
 

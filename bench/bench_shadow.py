@@ -24,6 +24,8 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_http import (  # noqa: E402
     VENV_BIN,
     Target,
+    bench_model,
+    cache_model,
     closed_loop,
     free_port,
     open_loop,
@@ -50,16 +52,10 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     workers = args.workers or settings.api_workers
     scratch = Path(tempfile.mkdtemp(prefix="bench-shadow-"))
-    if args.model_dir:
-        model_dir, run_id = args.model_dir, "bench-" + args.model_dir.resolve().parent.name
-    else:
-        from mlops import registry
-
-        run_id, _ = registry.resolve_run_id(settings)
-        model_dir = registry.download_model(settings, run_id)
+    model_dir, run_id = bench_model(args.model_dir, settings)
     shadow_id = f"{run_id}-shadow"
     for name in (run_id, shadow_id):
-        shutil.copytree(model_dir, scratch / "state" / "model-cache" / name / "model")
+        cache_model(model_dir, scratch / "state", name)
     records = sample_records(ModelBundle.from_model_dir(model_dir).spec)
     bodies = [json.dumps(r).encode() for r in records]
     print(f"command: {' '.join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}")

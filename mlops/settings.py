@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     retrain_drift_share: float = Field(default=0.5, ge=0, le=1, description="drift share that counts as moved data")
     retrain_drift_computations: int = Field(default=3, ge=1, description="consecutive drifted computations needed")
     retrain_cooldown_hours: float = Field(default=24.0, ge=0, description="at most one triggered run per this")
+    retrain_auto_promote: bool = Field(
+        default=False, description="a triggered training run puts its challenger through the promotion gate"
+    )
     performance_interval_seconds: float = Field(
         default=15.0, ge=0.1, description="seconds between two computations of the realized metrics"
     )

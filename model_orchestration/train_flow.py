@@ -160,16 +160,30 @@ def model_tuning_and_uploading(
     env: str | None = None,
     show_progress: bool = False,
     settings_overrides: dict[str, Any] | None = None,
+    promote: bool = False,
 ) -> dict[str, Any]:
     """Tune, log every trial, refit the best, register it as `challenger`. Returns RUN_ID and test metrics.
 
-    `settings_overrides` (field name -> value) win over the environment: tests point the flow at their servers.
+    `promote`: then put the new challenger through the promotion gate (model_orchestration/promote_flow.py), as a
+    retraining trigger asks with RETRAIN_AUTO_PROMOTE. `settings_overrides` (field name -> value) win over the
+    environment: tests point the flow at their servers.
     """
     settings = load_settings(env, **(settings_overrides or {}))
     outcome = train(
         settings, max_evals=max_evals, data_hash=data_hash, spec_path=spec_path, show_progress=show_progress
     )
-    return outcome.__dict__
+    result = dict(outcome.__dict__)
+    if promote:
+        from model_orchestration.promote_flow import PromotionError, judge
+
+        try:
+            decision = judge(settings)
+            result["promotion"] = decision.action
+            get_run_logger().info("promotion gate: %s -> %s", decision.summary(), decision.action)
+        except PromotionError as error:
+            result["promotion"] = f"not judged: {error}"
+            get_run_logger().warning("promotion gate not run: %s", error)
+    return result
 
 
 def train(

@@ -4,8 +4,9 @@ Two reasons, both computed here already: the data-drift share above RETRAIN_DRIF
 consecutive computations, or the served model's realized ROC AUC below REALIZED_AUC_FLOOR (with OUTCOME_MIN_LABELS
 behind it). Either starts one flow run of `model_tuning_and_uploading/churn-training` through Prefect's REST API,
 at most once per RETRAIN_COOLDOWN_HOURS (the last trigger is kept in STATE_DIR, so a restart does not reset the
-cool-down). The reason is the run's name and a `retrain-reason:<kind>` tag, visible in the Prefect UI; a trained
-challenger then waits for the promotion gate (make promote). RETRAIN_TRIGGERS=false turns it off.
+cool-down). The reason is the run's name and a `retrain-reason:<kind>` tag, visible in the Prefect UI; the trained
+challenger then waits for the promotion gate (make promote), or goes straight through it with RETRAIN_AUTO_PROMOTE.
+RETRAIN_TRIGGERS=false turns it off.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def start_training_run(settings: Settings, name: str, tags: list[str]) -> str:
         found.raise_for_status()
         created = requests.post(
             f"{api}/deployments/{found.json()['id']}/create_flow_run",
-            json={"name": name, "tags": tags, "parameters": {}},
+            json={"name": name, "tags": tags, "parameters": {"promote": True} if settings.retrain_auto_promote else {}},
             timeout=5,
         )
         created.raise_for_status()

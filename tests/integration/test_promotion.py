@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 MODEL_NAME = "churn-model-promotion-test"
 
 
-def train_version(settings: Settings, state: Path) -> str:
+def train_version(settings: Settings, state: Path, model_name: str = MODEL_NAME) -> str:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from model_orchestration.train_flow import model_tuning_and_uploading
@@ -51,7 +51,7 @@ def train_version(settings: Settings, state: Path) -> str:
         "s3_bucket": settings.s3_bucket,
         "run_id": None,
         "train_threads": 1,
-        "model_name": MODEL_NAME,
+        "model_name": model_name,
     }
     with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
         return model_tuning_and_uploading(max_evals=TEST_TRIALS, env="local", settings_overrides=overrides)["run_id"]

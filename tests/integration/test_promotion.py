@@ -11,7 +11,6 @@ consumer switch to v2 with no failed request (time from the alias move to the fi
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -167,36 +166,42 @@ def kinesis_run_ids(settings: Settings, streams: Any, n: int, records: list[dict
     return {found[i] for i in ids}
 
 
-def test_the_whole_promotion_loop(
+# The tests below are the loop's steps, in order, on one module's servers (pytest runs a file top to bottom).
+def test_the_first_model_passes_the_gate_and_is_served(
     loop: dict[str, Any], settings: Settings, sample_records: list[dict[str, Any]]
 ) -> None:
-    env, api, v1, traffic = loop["env"], loop["api"], loop["v1"], loop["traffic"]
-    api_server: ApiServer = api
-    assert champion_run(settings) == v1
-    assert requests.get(f"{api_server.url}/health", timeout=5).json()["model_run_id"] == v1
-    assert kinesis_run_ids(settings, loop["streams"], 5, sample_records) == {v1}
+    api_server: ApiServer = loop["api"]
+    assert champion_run(settings) == loop["v1"]
+    assert requests.get(f"{api_server.url}/health", timeout=5).json()["model_run_id"] == loop["v1"]
+    assert kinesis_run_ids(settings, loop["streams"], 5, sample_records) == {loop["v1"]}
 
-    # --- v2 trained: a refused promotion keeps v1 -------------------------------------------------------------------
-    v2 = train_version(settings, loop["state"])
-    refused = promote({**env, "PROMOTION_MIN_UPLIFT": "0.5"})
+
+def test_a_challenger_that_is_not_better_enough_is_refused(loop: dict[str, Any], settings: Settings) -> None:
+    loop["v2"] = v2 = train_version(settings, loop["state"])
+    refused = promote({**loop["env"], "PROMOTION_MIN_UPLIFT": "0.5"})
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "promote: refused:" in refused.stdout and "PROMOTION_MIN_UPLIFT" in refused.stdout
-    assert champion_run(settings) == v1
-    client = MlflowClient(settings.mlflow_tracking_uri)
-    v2_version = client.get_model_version_by_alias(MODEL_NAME, "challenger")
-    assert v2_version.run_id == v2
-    assert v2_version.tags["promotion.challenger.decision"] == "refused"
+    assert champion_run(settings) == loop["v1"]
+    version = MlflowClient(settings.mlflow_tracking_uri).get_model_version_by_alias(MODEL_NAME, "challenger")
+    assert version.run_id == v2
+    assert version.tags["promotion.challenger.decision"] == "refused"
+    assert "REFUSED" in version.description
+    loop["v2_version"] = version.version
 
-    # --- outcomes for 200 live predictions: the gate now judges both models on those very rows ---------------------
+
+def test_manual_approval_judges_on_live_rows_waits_and_serving_follows(
+    loop: dict[str, Any], settings: Settings, sample_records: list[dict[str, Any]]
+) -> None:
+    env, traffic, v2, version = loop["env"], loop["traffic"], loop["v2"], loop["v2_version"]
+    api_server: ApiServer = loop["api"]
+    # outcomes for 200 live predictions: the gate judges both models on those very rows
     ids = [f"live-{uuid.uuid4().hex}" for _ in range(200)]
     with requests.Session() as session:
         for request_id, record in zip(ids, sample_records, strict=True):
-            assert (
-                session.post(
-                    f"{api_server.url}/predict", json=record, headers={"X-Request-ID": request_id}, timeout=10
-                ).status_code
-                == 200
+            answer = session.post(
+                f"{api_server.url}/predict", json=record, headers={"X-Request-ID": request_id}, timeout=10
             )
+            assert answer.status_code == 200
     time.sleep(1.5)  # the prediction log writes in the background
     from mlops.data import clean, generate_bank_churners
 
@@ -211,11 +216,10 @@ def test_the_whole_promotion_loop(
     pending = promote({**env, "PROMOTION_APPROVAL": "manual", "PROMOTION_MIN_UPLIFT": "-1"})
     assert pending.returncode == 0, pending.stdout + pending.stderr
     assert "pending approval" in pending.stdout and "150 rows of the settled outcomes" in pending.stdout
-    assert f"make promote APPROVE={v2_version.version}" in pending.stdout
-    assert champion_run(settings) == v1  # manual: nothing moves before the approval
+    assert f"make promote APPROVE={version}" in pending.stdout
+    assert champion_run(settings) == loop["v1"]  # manual: nothing moves before the approval
 
-    # --- the approval moves champion; both servers follow, no request fails -----------------------------------------
-    approved = promote(env, "--approve", v2_version.version)
+    approved = promote(env, "--approve", version)
     assert approved.returncode == 0, approved.stdout + approved.stderr
     moved_at = moment_of(env, "approved")
     assert champion_run(settings) == v2
@@ -224,20 +228,22 @@ def test_the_whole_promotion_loop(
     later = [r for t, r in list(traffic.answers) if t > switched]
     assert later and set(later) == {v2}, "an old answer after the first new one"
     wait_until(lambda: kinesis_run_ids(settings, loop["streams"], 5, sample_records) == {v2}, 60, "consumer on v2")
+    record = [r for r in AuditLog(Path(env["STATE_DIR"]) / "audit" / "promotions.jsonl").records()][2]
+    assert record["action"] == "pending approval"
+    assert record["evidence"] == "settled outcomes" and record["rows"] == 150
+    assert record["champion"]["figures"]["roc_auc"] > 0  # both scored on the same rows
 
-    # --- rollback: champion back to v1, and the servers with it -----------------------------------------------------
+
+def test_rollback_points_champion_back_and_serving_follows(loop: dict[str, Any], settings: Settings) -> None:
+    env, traffic = loop["env"], loop["traffic"]
     rolled = promote(env, "--rollback")
     assert rolled.returncode == 0, rolled.stdout + rolled.stderr
     back_at = moment_of(env, "rolled back")
-    assert champion_run(settings) == v1
-    traffic.first_answer_from(v1, back_at)
+    assert champion_run(settings) == loop["v1"]
+    traffic.first_answer_from(loop["v1"], back_at)
     assert traffic.failures == [], traffic.failures[:5]
-
     actions = [r["action"] for r in AuditLog(Path(env["STATE_DIR"]) / "audit" / "promotions.jsonl").records()]
     assert actions == ["promoted", "refused", "pending approval", "approved", "rolled back"]
-    approved_record = json.loads((Path(env["STATE_DIR"]) / "audit" / "promotions.jsonl").read_text().splitlines()[2])
-    assert approved_record["evidence"] == "settled outcomes" and approved_record["rows"] == 150
-    assert approved_record["champion"]["figures"]["roc_auc"] > 0  # both scored on the same rows
 
 
 def test_approving_a_version_that_is_not_pending_is_refused(loop: dict[str, Any]) -> None:

@@ -71,9 +71,15 @@ def test_served_training_deployment_is_scheduled_and_a_triggered_run_registers_a
         flow_run_id, url = found.groups()
         assert url.startswith(settings.prefect_api_url.removesuffix("/api")) and url.endswith(flow_run_id)
 
+        # the deployment may already exist from another test's process (same name, another interval): wait until
+        # this process's registration has replaced it
+        deadline = time.monotonic() + 60
         schedules = _schedules(settings)
+        while not (schedules and schedules[0].schedule.interval == timedelta(hours=INTERVAL_HOURS)):
+            assert time.monotonic() < deadline, f"schedules {schedules}; log:\n{log.read_text()[-3000:]}"
+            time.sleep(1)
+            schedules = _schedules(settings)
         assert len(schedules) == 1 and schedules[0].active
-        assert schedules[0].schedule.interval == timedelta(hours=INTERVAL_HOURS)
 
         deadline = time.monotonic() + 300
         state = _flow_run_state(settings, flow_run_id)

@@ -14,7 +14,6 @@ audit log; serving that follows the registry (RUN_ID empty) switches in place wi
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -310,7 +309,7 @@ def _line(result: dict[str, Any]) -> str:
         parts.append("; ".join(result["reasons"]))
     if result.get("rows"):
         parts.append(f"{result['rows']} rows of the {result['evidence']}")
-    return ", ".join(p for p in parts if p and not (isinstance(p, float) and math.isnan(p)))
+    return ", ".join(parts)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,11 @@ def register(client: MlflowClient, model_uri: str, name: str, run_id: str, alias
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name, description="Credit-card churn probability (XGBoost, hyperopt-tuned)")
+        try:
+            client.create_registered_model(name, description="Credit-card churn probability (XGBoost, hyperopt-tuned)")
+        except MlflowException as error:  # two training runs at once (a trigger beside a schedule): one creates it
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
     # MLflow 3: register through the logged model's URI (models:/m-...), which carries its model id
     mlflow.set_tracking_uri(client.tracking_uri)
     version = mlflow.register_model(model_uri, name, tags={"run_id": run_id})

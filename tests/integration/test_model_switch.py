@@ -67,7 +67,8 @@ def second_run(settings: Settings, trained_run_id: str) -> Iterator[tuple[str, s
 
 @pytest.fixture
 def api(service_env: dict[str, str], second_run: Any, tmp_path: Any) -> Iterator[ApiServer]:
-    server = start_api(service_env, tmp_path / "api", workers=2, API_KEY=KEY)
+    # MODEL_POLL_SECONDS=0: these tests switch by hand; a follower noticing the alias first would be a second switcher
+    server = start_api(service_env, tmp_path / "api", workers=2, API_KEY=KEY, MODEL_POLL_SECONDS="0")
     yield server
     stop_process(server.process, timeout=30)
 

@@ -30,7 +30,8 @@ REQUEST_ID = "request_id"
 LABEL_FIELD = "label"
 OBSERVED_AT = "observed_at"
 OBSERVED_ALIASES = ("observed_at", "date", "observed")
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"  # X-Request-ID, an envelope's, a V2 request's id
+SANE_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 FUTURE_TOLERANCE = timedelta(minutes=5)  # clocks of the sender and the server differ a little
 
 
@@ -107,7 +108,7 @@ class OutcomeContract:
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise RecordError(key, f"must be a string or an integer, got {json_type(value)}", index)
         text = str(value).strip()
-        if not _SANE_REQUEST_ID.match(text):
+        if not SANE_REQUEST_ID.match(text):
             raise RecordError(key, "must be 1-128 characters of letters, digits and . _ : -", index)
         return text
 

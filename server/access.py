@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from flask_limiter import Limiter
 
 API_KEY_HEADER = "x-api-key"
-OPEN_PATHS = frozenset({"/health", "/metrics", "/openapi.json"})
+OPEN_PATHS = frozenset({"/health", "/metrics", "/openapi.json", "/v2/health/live", "/v2/health/ready"})
 
 
 class AccessDenied(Exception):

@@ -17,18 +17,18 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from mlops.outcomes import REQUEST_ID_PATTERN, SANE_REQUEST_ID
 from mlops.settings import Settings, load_settings
 from mlops.spec import FeatureSpec
 
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 LOAD_RETRY_S = 5.0
 STATE_KEY = "churn_api"
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -87,6 +86,15 @@ def api_metrics() -> Any:
         model_loaded = Gauge("predict_api_model_loaded", "1 once this worker has a model", multiprocess_mode="livemin")
 
     return Metrics
+
+
+class Scored(NamedTuple):
+    """What one scoring step produced: the validated records, their probabilities, the run and spec behind them."""
+
+    records: list[dict[str, Any]]
+    probabilities: Any  # np.ndarray of float64, in the records' order
+    run_id: str
+    spec: FeatureSpec
 
 
 class ApiState:
@@ -250,7 +258,7 @@ def create_app(
     def start() -> None:
         g.started = time.perf_counter()
         given = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = given if _SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.request_id = given if SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
         access.check(request.path, request.headers.get("x-api-key"))  # before the limiter: refused keys cost nothing
 
     install_rate_limit(app, settings)  # its before_request runs after `start`
@@ -303,27 +311,35 @@ def create_app(
         }, 500
 
     # ------------------------------------------------------------------ endpoints
-    @app.post("/predict")
-    def predict() -> Any:
+    def score(records: list[Any], indexed: bool) -> Scored:
+        """Validate, predict, count, log and shadow: every entry point that takes full records (POST /predict,
+        the V2 infer) goes through this one step, so they answer, log and count alike."""
         state.follow_switch()
         current = state.service
         if current is None:
             raise ApiError(503, "model not loaded", state.load_error or "the model is still loading", None)
-        records, single = _parse_body(request.get_data(cache=False), settings.max_batch_records)
         from mlops.contract import RecordError
 
         try:
-            valid = current.validate(records, indexed=not single)
+            valid = current.validate(records, indexed=indexed)
         except RecordError as error:
             raise ApiError(422, "invalid record", error.reason, error.field, error.index) from None
         probabilities, run_id = current.predict_with_run(valid)
         metrics.records.inc(len(valid))
-        for p in probabilities:
-            metrics.predictions.observe(p)
+        observe_all = metrics.predictions.observe
+        for p in probabilities.tolist():
+            observe_all(p)
         id_column = current.spec.id_column
         _to_sinks(state, valid, probabilities, run_id, id_column)
         if state.shadow is not None:
             state.shadow.submit(valid, g.request_id)  # enqueued only: the answer never waits for the shadow
+        return Scored(valid, probabilities, run_id, current.spec)
+
+    @app.post("/predict")
+    def predict() -> Any:
+        records, single = _parse_body(request.get_data(cache=False), settings.max_batch_records)
+        valid, probabilities, run_id, spec = score(records, indexed=not single)
+        id_column = spec.id_column
         answers = [_answer(p, run_id, record, id_column) for p, record in zip(probabilities, valid, strict=True)]
         if single:
             return answers[0]
@@ -362,8 +378,10 @@ def create_app(
 
     from server.customers_api import register_customers
     from server.outcomes_api import register_outcomes
+    from server.v2_api import register_v2
 
     register_outcomes(app, state, _parse_body, ApiError)
+    register_v2(app, state, ApiError, score)
 
     def observe(probability: float) -> None:
         metrics.records.inc()
@@ -382,7 +400,12 @@ def create_app(
         current = state.service
         if current is None:
             raise ApiError(503, "model not loaded", "the schema comes from the model's spec; it is still loading")
-        return openapi_document(current.spec, settings.max_batch_records, settings.max_body_bytes)
+        from mlops.registry import model_name_for
+        from server.v2_api import v2_openapi_paths
+
+        document = openapi_document(current.spec, settings.max_batch_records, settings.max_body_bytes)
+        document["paths"].update(v2_openapi_paths(current.spec, model_name_for(settings, current.spec)))
+        return document
 
     return app
 
@@ -424,7 +447,7 @@ def outcome_schema(spec: FeatureSpec) -> dict[str, Any]:
     """JSON Schema of one outcome (mlops.outcomes), in the canonical spelling of its fields."""
     labels = [spec.target.positive] + ([spec.target.negative] if spec.target.negative else [])
     properties: dict[str, Any] = {
-        "request_id": {"type": ["string", "integer"], "pattern": "^[A-Za-z0-9._:\\-]{1,128}$"},
+        "request_id": {"type": ["string", "integer"], "pattern": REQUEST_ID_PATTERN},
         "label": {"type": "string", "enum": labels, "description": "matched case-insensitively"},
         "observed_at": {"type": "string", "description": "ISO 8601 date or time (UTC without offset); default now"},
     }

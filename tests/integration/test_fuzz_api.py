@@ -106,3 +106,35 @@ def test_outcomes_fuzzed_from_openapi_never_5xx(fuzz_api: ApiServer, mode: Gener
     if mode is GenerationMode.POSITIVE:
         assert statuses[200] > 0, statuses  # valid outcomes (of predictions never made: counted unknown)
     assert "Traceback" not in fuzz_api.log.read_text(errors="replace")
+
+
+@pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
+def test_v2_infer_fuzzed_from_openapi_never_5xx(fuzz_api: ApiServer, mode: GenerationMode) -> None:
+    """Every generated V2 inference request is an answer: 200, or a 4xx naming the part and the reason."""
+    schema = schemathesis.openapi.from_url(f"{fuzz_api.url}/openapi.json", timeout=10)
+    operation = schema["/v2/models/{model_name}/infer"]["POST"]
+    statuses: Counter[int] = Counter()
+    session = requests.Session()
+
+    @settings(
+        max_examples=MAX_EXAMPLES // 2,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
+    @given(case=operation.as_strategy(generation_mode=mode))
+    def fuzz(case: Any) -> None:
+        response = case.call(base_url=fuzz_api.url, session=session, timeout=ANSWER_TIMEOUT_S)
+        statuses[response.status_code] += 1
+        assert response.status_code < 500, (case.body, response.text[:300])
+        if response.status_code >= 400:
+            assert response.json()["reason"]
+
+    fuzz()
+    session.close()
+    print(f"\nschemathesis /v2 infer {mode.value}: {dict(sorted(statuses.items()))}")
+    assert sum(statuses.values()) >= MAX_EXAMPLES // 4
+    assert sum(n for s, n in statuses.items() if 400 <= s < 500) > 0  # the structure checks answer
+    assert "Traceback" not in fuzz_api.log.read_text(errors="replace")
+

@@ -25,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_http import VENV_BIN, Result, bench_model, cache_model, free_port, start, stop, wait_ready  # noqa: E402
+from bench.harness import VENV_BIN, Result, bench_model, cache_model, free_port, start, stop, wait_ready  # noqa: E402
 
 
 def closed_loop(port: int, requests_: list[tuple[str, str, bytes | None]], concurrency: int, total: int,
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     workers = args.workers or settings.api_workers
     scratch = Path(tempfile.mkdtemp(prefix="bench-by-id-"))
-    model_dir, run_id = bench_model(args.model_dir, settings)
+    model_dir, run_id = bench_model(args.model_dir, settings, scratch)
     cache_model(model_dir, scratch / "state", run_id)
     spec = ModelBundle.from_model_dir(model_dir).spec
     rows = feature_rows(clean(generate_bank_churners(args.customers, seed=11), spec), spec)

@@ -1,337 +1,336 @@
-"""HTTP, one record per request: our gunicorn server against `mlflow models serve` of the same model, with the
-same loopback client at the same concurrency, in one run. Then the p99 of each at ~70% of its own saturation.
+"""HTTP, one record per request: our API against Seldon's MLServer (XGBoost runtime, the same booster) and against
+the ceiling of our own stack (same gunicorn/Flask configuration, constant answer), in one run, V2 requests for all.
 
-    .venv/bin/python -m bench.bench_http --model-dir DIR    # a downloaded MLflow model folder (both servers use it)
-    .venv/bin/python -m bench.bench_http                    # the model RUN_ID / alias names, downloaded from MLflow
+    .venv/bin/python -m bench.bench_http                       # model: RUN_ID / alias from MLflow, else trained here
+    .venv/bin/python -m bench.bench_http --model-dir DIR       # a downloaded MLflow model folder
+    .venv/bin/python -m bench.bench_http --profile             # and py-spy's top functions of our worker
 
-The client: `--concurrency` threads, each with one keep-alive `http.client` connection, a bounded number of
-requests (`--requests`) and time (`--max-seconds`). Saturation is measured closed-loop; the 70% run is open-loop at
-a fixed rate, latency counted from each request's scheduled time (no coordinated omission).
+Each server has one worker process, pinned to core 0 (`taskset`); the client is wrk (bench.loadgen), one thread,
+pinned to core 1, `--connections` keep-alive connections. Saturation: closed loop for `--seconds`, `--rounds`
+times, servers interleaved. Then each at 70% of its own saturation (paced), and ours at MLServer's 70% rate too:
+the p99 that "at <= its p99" compares. Ours does all its work on every request (V2 pandas form: validation by the
+record contract, encoding, the SQLite prediction log, metrics); MLServer gets the record pre-encoded as one FP32
+tensor (it cannot validate a raw record). Every figure is printed with the wrk command that produced it.
 """
 
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
-VENV_BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
+from bench import mlserver_peer  # noqa: E402
+from bench.harness import (  # noqa: E402
+    VENV_BIN,
+    bench_model,
+    cache_model,
+    free_port,
+    sample_records,
+    start,
+    stop,
+    wait_ready,
+)
+from bench.loadgen import Wrk, pinned, run_wrk  # noqa: E402
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+SERVER_CORE, CLIENT_CORE = 0, 1
+GOAL_VS_MLSERVER, GOAL_VS_CEILING = 1.5, 0.6
 
 
 @dataclass
-class Target:
+class Server:
     name: str
-    port: int
-    path: str
+    url: str  # the infer URL
     bodies: list[bytes]
-
-
-@dataclass
-class Result:
-    seconds: float
-    latencies: list[float]
-    errors: int
+    process: Any = None
+    log: Path | None = None
+    saturation: list[Wrk] = field(default_factory=list)
 
     @property
     def throughput(self) -> float:
-        return len(self.latencies) / self.seconds if self.seconds else 0.0
-
-    def pct(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3 if ordered else float("nan")
+        return statistics.median(w.throughput for w in self.saturation)
 
 
-def _post(connection: http.client.HTTPConnection, target: Target, body: bytes) -> bool:
-    connection.request("POST", target.path, body=body, headers={"Content-Type": "application/json"})
-    response = connection.getresponse()
-    response.read()
-    return response.status == 200
+def v2_pandas_body(record: dict[str, Any], spec: Any) -> bytes:
+    """The V2 pandas form of one record (MLServer's PandasCodec): one input per column."""
+    from server.v2_api import input_metadata
+
+    types = {entry["name"]: entry["datatype"] for entry in input_metadata(spec)}
+    inputs = []
+    for column, value in record.items():
+        datatype = types.get(column, "BYTES")
+        if datatype == "INT64" and isinstance(value, float) and value.is_integer():
+            value = int(value)  # an integer column of a data frame is sent as integers
+        inputs.append({"name": column, "shape": [1], "datatype": datatype, "data": [value]})
+    return json.dumps({"parameters": {"content_type": "pd"}, "inputs": inputs}).encode()
 
 
-def closed_loop(target: Target, concurrency: int, total: int, max_seconds: float) -> Result:
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    counter = iter(range(total))
-    deadline = time.perf_counter() + max_seconds
-
-    def worker() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", target.port, timeout=30)
-        mine: list[float] = []
-        failed = 0
-        for i in counter:  # the shared iterator hands out the bounded count
-            if time.perf_counter() > deadline:
-                break
-            started = time.perf_counter()
-            try:
-                ok = _post(connection, target, target.bodies[i % len(target.bodies)])
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", target.port, timeout=30)
-                ok = False
-            if ok:
-                mine.append(time.perf_counter() - started)
-            else:
-                failed += 1
-        connection.close()
-        with lock:
-            latencies.extend(mine)
-            errors[0] += failed
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return Result(time.perf_counter() - started, latencies, errors[0])
+def v2_tensor_body(row: list[float]) -> bytes:
+    """The record pre-encoded, as mlserver-xgboost takes it: one FP32 tensor [1, n_features]."""
+    tensor = {"name": "input-0", "shape": [1, len(row)], "datatype": "FP32", "data": row}
+    return json.dumps({"inputs": [tensor]}).encode()
 
 
-def open_loop(target: Target, rate: float, seconds: float, concurrency: int) -> Result:
-    """Requests scheduled at a fixed rate, spread over `concurrency` connections; latency from the schedule."""
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    count = int(rate * seconds)
-    start = time.perf_counter() + 0.2
-    schedule = iter(start + i / rate for i in range(count))
-    give_up = start + 2 * seconds + 5  # bounded time even when the server falls behind (late ones count as errors)
-
-    def worker() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", target.port, timeout=30)
-        mine: list[float] = []
-        failed = 0
-        for i, due in enumerate(schedule):
-            if time.perf_counter() > give_up:  # far behind schedule: the server cannot take this rate
-                failed += 1
-                continue
-            delay = due - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            try:
-                ok = _post(connection, target, target.bodies[i % len(target.bodies)])
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", target.port, timeout=30)
-                ok = False
-            if ok:
-                mine.append(time.perf_counter() - due)
-            else:
-                failed += 1
-        connection.close()
-        with lock:
-            latencies.extend(mine)
-            errors[0] += failed
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return Result(time.perf_counter() - start, latencies, errors[0])
-
-
-def wait_ready(url: str, process: subprocess.Popen[Any], log: Path, timeout: float = 180) -> None:
+def worker_pid(master: int, timeout: float = 30) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited ({process.returncode}); see {log}:\n{log.read_text()[-2000:]}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{url} not ready after {timeout}s; see {log}")
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.2)
+    raise SystemExit(f"no worker under gunicorn master {master}")
 
 
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[Any]:
-    return subprocess.Popen(
-        command,
-        env={**os.environ, **env},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-        start_new_session=True,
+def profile(pid: int, seconds: float, out: Path) -> tuple[list[tuple[str, float, float]], list[tuple[str, float]]]:
+    """py-spy's samples of `pid`, only of the thread holding the GIL (`--gil`: where the one core's Python time
+    goes, not threads waiting for it): (function, self share, inclusive share) by self time, and by inclusive time
+    the functions of packages (one line per package and function)."""
+    py_spy = shutil.which("py-spy") or str(VENV_BIN / "py-spy")
+    options = ["--duration", str(int(seconds)), "--rate", "400", "--format", "raw", "--gil", "--nonblocking"]
+    subprocess.run(
+        [py_spy, "record", "--pid", str(pid), *options, "--output", str(out)],
+        check=True,
+        capture_output=True,
     )
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack:
+            continue
+        count = int(count_text)
+        frames = [_frame(f) for f in stack.split(";")]
+        frames = [f for f in frames if not f.startswith(("<module>", "run (", "_bootstrap", "wait ("))] or frames
+        total += count
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    if not total:
+        return [], []
+    by_self = [(name, n / total, inclusive[name] / total) for name, n in own.most_common(20)]
+    by_inclusive = [(name, n / total) for name, n in inclusive.most_common(60)]
+    return by_self, by_inclusive
 
 
-def stop(process: subprocess.Popen[Any]) -> None:
-    import signal
-
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
-
-
-def sample_records(spec: Any, n: int = 500) -> list[dict[str, Any]]:
-    from mlops.data import clean, generate_bank_churners
-
-    frame = clean(generate_bank_churners(n, seed=5), spec, require_target=False)[spec.feature_columns]
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
-
-
-def bench_model(model_dir: Path | None, settings: Any) -> tuple[Path, str]:
-    """(model folder, run id): `--model-dir` as given, else the run RUN_ID or the alias names, from MLflow."""
-    if model_dir:
-        return model_dir, "bench-" + model_dir.resolve().parent.name
-    from mlops import registry
-
-    run_id, _ = registry.resolve_run_id(settings)
-    return registry.download_model(settings, run_id), run_id
-
-
-def cache_model(model_dir: Path, state_dir: Path, run_id: str) -> None:
-    """Put the model where our server looks first (its model cache), so it serves it with MLflow out of the way."""
-    shutil.copytree(model_dir, state_dir / "model-cache" / run_id / "model")
-
-
-def report(label: str, ours: Result, theirs: Result) -> None:
-    print(f"\n{label}")
-    print(f"{'server':<22} {'requests':>9} {'errors':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
-    for name, result in (("ours (gunicorn)", ours), ("mlflow models serve", theirs)):
-        print(
-            f"{name:<22} {len(result.latencies):>9} {result.errors:>7} {result.throughput:>9.0f} "
-            f"{result.pct(0.5):>8.2f} {result.pct(0.99):>8.2f}"
-        )
-    if theirs.throughput:
-        print(
-            f"throughput ratio ours/mlflow: {ours.throughput / theirs.throughput:.2f}x; "
-            f"p99 ratio: {ours.pct(0.99) / theirs.pct(0.99):.2f}"
-        )
+def _frame(raw: str) -> str:
+    """py-spy's `function (path/file.py:line)` as `function (file.py)`."""
+    function, _, where = raw.partition(" (")
+    return f"{function} ({where.split(':')[0].rsplit('/', 1)[-1]})"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model-dir", type=Path, default=None)
-    parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--requests", type=int, default=4000)
-    parser.add_argument("--max-seconds", type=float, default=20)
-    parser.add_argument("--load-seconds", type=float, default=10, help="length of each 70%% run")
-    parser.add_argument("--workers", type=int, default=None, help="both servers (default: API_WORKERS)")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10, help="each saturation run")
+    parser.add_argument("--load-seconds", type=float, default=10, help="each 70%% run")
+    parser.add_argument("--rounds", type=int, default=2, help="saturation runs per server, interleaved")
+    parser.add_argument("--profile", action="store_true", help="py-spy on our worker during one saturation run")
+    parser.add_argument("--no-mlserver", action="store_true", help="ours and the ceiling only")
     args = parser.parse_args(argv)
 
+    from mlops.contract import validator_for
     from mlops.model import ModelBundle
+    from mlops.registry import model_name_for
     from mlops.settings import load_settings
 
     settings = load_settings()
-    workers = args.workers or settings.api_workers
     scratch = Path(tempfile.mkdtemp(prefix="bench-http-"))
-    model_dir, run_id = bench_model(args.model_dir, settings)
-    cache_model(model_dir, scratch / "state", run_id)  # our server serves the same files
-    spec = ModelBundle.from_model_dir(model_dir).spec
-    records = sample_records(spec)
-
-    ours_port, mlflow_port, dead_port = free_port(), free_port(), free_port()
-    ours_env = {
+    model_dir, run_id = bench_model(args.model_dir, settings, scratch)
+    cache_model(model_dir, scratch / "state", run_id)
+    bundle = ModelBundle.from_model_dir(model_dir)
+    spec = bundle.spec
+    check = validator_for(spec)
+    records = []
+    for record in sample_records(spec):
+        row = bundle.encoder.encode_records([check(record)])[0]
+        if all(v == v for v in row):  # no missing value: JSON has no NaN, and MLServer must get the same rows
+            records.append((record, [float(v) for v in row]))
+    name = model_name_for(settings, spec)
+    ours_port, ceiling_port, mlserver_port = free_port(), free_port(), free_port()
+    dead = free_port()
+    common = {
         "STATE_DIR": str(scratch / "state"),
         "RUN_ID": run_id,
-        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{dead_port}",
-        "API_PORT": str(ours_port),
-        "API_WORKERS": str(workers),
+        "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{dead}",
+        "API_WORKERS": "1",
         "DRIFT_SERVICE_URL": "",
         "OMP_NUM_THREADS": "1",
+        "MODEL_NAME": name,
     }
-    mlflow_env = {  # it execs `uvicorn`, which must be on PATH
-        "OMP_NUM_THREADS": "1",
-        "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-    }
-    ours = Target("ours", ours_port, "/predict", [json.dumps(r).encode() for r in records])
-    theirs = Target(
-        "mlflow", mlflow_port, "/invocations", [json.dumps({"dataframe_records": [r]}).encode() for r in records]
+    ours = Server("ours (V2, validated)", f"http://127.0.0.1:{ours_port}/v2/models/{name}/infer", [])
+    ours.bodies = [v2_pandas_body(record, spec) for record, _ in records]
+    ceiling = Server("ceiling (constant)", f"http://127.0.0.1:{ceiling_port}/v2/models/{name}/infer", ours.bodies)
+    mlserver = Server(
+        f"MLServer {mlserver_peer.VERSION}",
+        f"http://127.0.0.1:{mlserver_port}{mlserver_peer.infer_path()}",
+        [v2_tensor_body(row) for _, row in records],
     )
+    servers = [ours, ceiling] + ([] if args.no_mlserver else [mlserver])
     print(
-        f"model {run_id} from {model_dir}; {workers} worker(s) each; concurrency {args.concurrency}; "
-        f"{os.cpu_count()} cores; prediction log on (SQLite), drift sink off"
-    )
-    ours_log, mlflow_log = scratch / "ours.log", scratch / "mlflow.log"
-    ours_process = start([str(VENV_BIN / "python"), "-m", "server.predict_api"], ours_env, ours_log)
-    mlflow_process = start(
-        [
-            str(VENV_BIN / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            str(model_dir),
-            "--env-manager",
-            "local",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            str(mlflow_port),
-            "-w",
-            str(workers),
-        ],
-        mlflow_env,
-        mlflow_log,
+        f"model {run_id} ({bundle.booster.num_boosted_rounds()} trees); {len(records)} distinct records; one worker "
+        f"each on core {SERVER_CORE}; wrk on core {CLIENT_CORE}; {args.connections} connections; "
+        f"{os.cpu_count()} cores",
+        flush=True,
     )
     try:
-        wait_ready(f"http://127.0.0.1:{ours_port}/health", ours_process, ours_log)
-        wait_ready(f"http://127.0.0.1:{mlflow_port}/ping", mlflow_process, mlflow_log)
-        for target in (ours, theirs):  # same answer from both, and warm
-            closed_loop(target, args.concurrency, 300, 30)
-        a = json.loads(requests.post(f"http://127.0.0.1:{ours_port}/predict", data=ours.bodies[0], timeout=5).text)
-        b = requests.post(
-            f"http://127.0.0.1:{mlflow_port}/invocations",
-            data=theirs.bodies[0],
-            headers={"Content-Type": "application/json"},
-            timeout=5,
-        ).json()
-        print(f"same record: ours {a['churn chance']:.6f}, mlflow {b['predictions'][0]:.6f}")
-
-        saturated_ours = closed_loop(ours, args.concurrency, args.requests, args.max_seconds)
-        saturated_theirs = closed_loop(theirs, args.concurrency, args.requests, args.max_seconds)
-        report(f"saturation (closed loop, {args.concurrency} connections)", saturated_ours, saturated_theirs)
-
-        rate_ours = 0.7 * saturated_ours.throughput
-        rate_theirs = 0.7 * saturated_theirs.throughput
-        loaded_ours = open_loop(ours, rate_ours, args.load_seconds, args.concurrency)
-        loaded_theirs = open_loop(theirs, rate_theirs, args.load_seconds, args.concurrency)
-        report(
-            f"~70% of each server's saturation (open loop: ours {rate_ours:.0f} req/s, mlflow {rate_theirs:.0f} req/s)",
-            loaded_ours,
-            loaded_theirs,
+        python = str(VENV_BIN / "python")
+        ours.log, ceiling.log = scratch / "ours.log", scratch / "ceiling.log"
+        ours.process = start(
+            pinned([python, "-m", "server.predict_api"], SERVER_CORE), {**common, "API_PORT": str(ours_port)}, ours.log
         )
-        same_rate = open_loop(theirs, rate_ours, args.load_seconds, args.concurrency)
-        print(
-            f"\nmlflow at our 70% rate ({rate_ours:.0f} req/s): {same_rate.throughput:.0f} req/s achieved, "
-            f"p50 {same_rate.pct(0.5):.2f} ms, p99 {same_rate.pct(0.99):.2f} ms, errors {same_rate.errors}"
+        ceiling.process = start(
+            pinned([python, "-m", "bench.ceiling_server"], SERVER_CORE),
+            {**common, "API_PORT": str(ceiling_port), "STATE_DIR": str(scratch / "ceiling-state")},
+            ceiling.log,
         )
-        print(f"\nstatistics: ours p50 of saturated run {statistics.median(saturated_ours.latencies) * 1e3:.2f} ms")
+        cache_model(model_dir, scratch / "ceiling-state", run_id)
+        if not args.no_mlserver:
+            executable = mlserver_peer.ensure_venv(settings.state_dir)
+            folder = mlserver_peer.model_folder(
+                model_dir, scratch / "mlserver", mlserver_port, free_port(), free_port()
+            )
+            mlserver.log = scratch / "mlserver.log"
+            mlserver.process = start(pinned(mlserver_peer.command(executable, folder), SERVER_CORE), {}, mlserver.log)
+        wait_ready(f"http://127.0.0.1:{ours_port}/v2/health/ready", ours.process, ours.log)
+        wait_ready(f"http://127.0.0.1:{ceiling_port}/health", ceiling.process, ceiling.log)
+        if not args.no_mlserver:
+            wait_ready(f"http://127.0.0.1:{mlserver_port}/v2/health/ready", mlserver.process, mlserver.log)
+        same_answer(ours, mlserver if not args.no_mlserver else None)
+        for server in servers:  # warm: first requests, caches, the SQLite log's first pages
+            run_wrk(server.url, server.bodies, scratch, 2, args.connections, core=CLIENT_CORE)
+
+        for _ in range(args.rounds):
+            for server in servers:
+                run = run_wrk(server.url, server.bodies, scratch, args.seconds, args.connections, core=CLIENT_CORE)
+                server.saturation.append(run)
+        print_saturation(servers)
+
+        loaded: dict[str, Wrk] = {}
+        for server in servers:
+            rate = 0.7 * server.throughput
+            loaded[server.name] = run_wrk(
+                server.url, server.bodies, scratch, args.load_seconds, args.connections, rate=rate, core=CLIENT_CORE
+            )
+        if not args.no_mlserver:
+            loaded["ours at MLServer's 70% rate"] = run_wrk(
+                ours.url,
+                ours.bodies,
+                scratch,
+                args.load_seconds,
+                args.connections,
+                rate=0.7 * mlserver.throughput,
+                core=CLIENT_CORE,
+            )
+        print_loaded(loaded)
+        print_goals(ours, ceiling, None if args.no_mlserver else mlserver, loaded)
+        if args.profile:
+            pid = worker_pid(ours.process.pid)
+            print(f"\npy-spy on our worker (pid {pid}) during a {args.seconds:.0f} s saturation run:")
+            import threading
+
+            found: list[Any] = []
+            spy = threading.Thread(target=lambda: found.extend(profile(pid, args.seconds, scratch / "profile.txt")))
+            spy.start()
+            profiled = run_wrk(ours.url, ours.bodies, scratch, args.seconds, args.connections, core=CLIENT_CORE)
+            spy.join()
+            print(f"({profiled.throughput:.0f} req/s while profiled; shares of the samples holding the GIL)")
+            by_self, by_inclusive = found or ([], [])
+            print(f"{'self':>6} {'incl.':>6}  function (file)")
+            for function, own, inclusive in by_self[:15]:
+                print(f"{own:>6.1%} {inclusive:>6.1%}  {function}")
+            print(f"\n{'incl.':>6}  function (file), by inclusive time")
+            for function, inclusive in by_inclusive[:30]:
+                print(f"{inclusive:>6.1%}  {function}")
     except BaseException:
-        for log in (ours_log, mlflow_log):
-            print(f"--- last lines of {log.name}:\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
+        for server in servers:
+            if server.log and server.log.exists():
+                tail = server.log.read_text(errors="replace")[-3000:]
+                print(f"--- last lines of {server.log.name}:\n{tail}", file=sys.stderr)
         raise
     finally:
-        stop(ours_process)
-        stop(mlflow_process)
+        for server in servers:
+            if server.process is not None:
+                stop(server.process)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def same_answer(ours: Server, mlserver: Server | None) -> None:
+    """The servers are compared on the same answer: our V2 churn chance equals MLServer's prediction (1e-6)."""
+    a = requests.post(ours.url, data=ours.bodies[0], headers={"Content-Type": "application/json"}, timeout=10)
+    a.raise_for_status()
+    chance = a.json()["outputs"][0]["data"][0]
+    if mlserver is None:
+        print(f"same record: ours {chance:.6f}")
+        return
+    b = requests.post(mlserver.url, data=mlserver.bodies[0], headers={"Content-Type": "application/json"}, timeout=10)
+    b.raise_for_status()
+    theirs = b.json()["outputs"][0]["data"][0]
+    print(f"same record: ours {chance:.6f}, MLServer {theirs:.6f}")
+    if abs(chance - theirs) > 1e-6:
+        raise SystemExit("the two servers disagree on the same record: not the same model")
+
+
+def print_saturation(servers: list[Server]) -> None:
+    print(f"\nsaturation (closed loop), {len(servers[0].saturation)} round(s) each:")
+    print(f"{'server':<24} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7} {'wrk cpu':>8}")
+    for server in servers:
+        for run in server.saturation:
+            print(
+                f"{server.name:<24} {run.throughput:>9.0f} {run.p50_ms:>8.2f} {run.p99_ms:>8.2f} {run.errors:>7} "
+                f"{run.cpu_share:>8.0%}"
+            )
+    print(f"  command: {servers[0].saturation[0].command}")
+
+
+def print_loaded(loaded: dict[str, Wrk]) -> None:
+    print("\n~70% of each server's saturation (paced):")
+    print(f"{'server':<30} {'target':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'p99.9':>8} {'errors':>7}")
+    for name, run in loaded.items():
+        target = run.command.split("WRK_RATE=")[1].split()[0] if "WRK_RATE=" in run.command else "-"
+        print(
+            f"{name:<30} {target:>7} {run.throughput:>8.0f} {run.p50_ms:>8.2f} {run.p99_ms:>8.2f} "
+            f"{run.p999_ms:>8.2f} {run.errors:>7}"
+        )
+    print(f"  command: {next(iter(loaded.values())).command}")
+
+
+def print_goals(ours: Server, ceiling: Server, mlserver: Server | None, loaded: dict[str, Wrk]) -> None:
+    print("\nratios (median saturation throughput):")
+    to_ceiling = ours.throughput / ceiling.throughput
+    verdict = "meets" if to_ceiling >= GOAL_VS_CEILING else "short of"
+    print(f"  ours / ceiling  = {to_ceiling:.2f} ({verdict} the goal >= {GOAL_VS_CEILING})")
+    if mlserver is not None:
+        ratio = ours.throughput / mlserver.throughput
+        ours_p99 = loaded["ours at MLServer's 70% rate"].p99_ms
+        theirs_p99 = loaded[mlserver.name].p99_ms
+        verdict = "meets" if ratio >= GOAL_VS_MLSERVER and ours_p99 <= theirs_p99 else "short of"
+        print(
+            f"  ours / MLServer = {ratio:.2f}, p99 at MLServer's 70% rate: ours {ours_p99:.2f} ms vs MLServer "
+            f"{theirs_p99:.2f} ms ({verdict} the goal >= {GOAL_VS_MLSERVER}x at <= its p99)"
+        )
+        own = loaded[ours.name].p99_ms
+        print(f"  p99 at each one's own 70%: ours {own:.2f} ms, MLServer {theirs_p99:.2f} ms")
+    busiest = max((w.cpu_share for s in (ours, ceiling) for w in s.saturation), default=0)
+    print(
+        f"  the client is not the limit: the ceiling reached {ceiling.throughput:.0f} req/s "
+        f"({ceiling.throughput / ours.throughput:.1f}x ours) with wrk at most {busiest:.0%} of its core"
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_http import (  # noqa: E402
+from bench.harness import (  # noqa: E402
     VENV_BIN,
     Target,
     bench_model,
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     workers = args.workers or settings.api_workers
     scratch = Path(tempfile.mkdtemp(prefix="bench-shadow-"))
-    model_dir, run_id = bench_model(args.model_dir, settings)
+    model_dir, run_id = bench_model(args.model_dir, settings, scratch)
     shadow_id = f"{run_id}-shadow"
     for name in (run_id, shadow_id):
         cache_model(model_dir, scratch / "state", name)

@@ -4,7 +4,7 @@
     .venv/bin/python -m bench.bench_soak --model-dir DIR  # a downloaded MLflow model folder
     .venv/bin/python -m bench.bench_soak --seconds 60     # shorter
 
-First saturation is measured closed-loop (bench.bench_http's client); then an open-loop client sends at 50% of it,
+First saturation is measured closed-loop (bench.harness's client); then an open-loop client sends at 50% of it,
 one record per request, in intervals of `--interval` seconds (latency from each request's scheduled time, so no
 coordinated omission). Printed: per interval the rate achieved, errors, p50 and p99; at the end the error total,
 p99 of the last interval against the first (the baseline), and the RSS of every worker at start and end. The
@@ -22,9 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.bench_http import (
+from bench.harness import (
     VENV_BIN,
     Target,
+    bench_model,
+    cache_model,
     closed_loop,
     free_port,
     open_loop,
@@ -68,14 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     workers = args.workers or settings.api_workers
     scratch = Path(tempfile.mkdtemp(prefix="bench-soak-"))
-    if args.model_dir:
-        model_dir, run_id = args.model_dir, "bench-" + args.model_dir.resolve().parent.name
-    else:
-        from mlops import registry
-
-        run_id, _ = registry.resolve_run_id(settings)
-        model_dir = registry.download_model(settings, run_id)
-    shutil.copytree(model_dir, scratch / "state" / "model-cache" / run_id / "model")
+    model_dir, run_id = bench_model(args.model_dir, settings, scratch)
+    cache_model(model_dir, scratch / "state", run_id)
     records = sample_records(ModelBundle.from_model_dir(model_dir).spec)
     port, dead_port = free_port(), free_port()
     env = {

@@ -41,6 +41,7 @@ class FeatureEncoder:
         self.feature_names: list[str] = names
         self._width = {column: len(lookup) for column, kind, _, lookup in self._plan if kind == "onehot"}
         self._missing = {v.lower() for v in spec.missing_values}
+        self._zeros = {width: [0.0] * width for width in self._width.values()}
 
     @property
     def n_features(self) -> int:
@@ -70,10 +71,11 @@ class FeatureEncoder:
 
         A value that is None, NaN or a missing marker ("Unknown") is encoded as missing.
         """
-        out = np.full((len(records), self.n_features), np.nan, dtype=np.float32)
         missing = self._missing
-        for row, record in enumerate(records):
-            target = out[row]
+        template = [math.nan] * self.n_features
+        rows: list[list[float]] = []
+        for record in records:
+            target = template.copy()  # a list, filled, then one array: item assignment into numpy costs more
             for column, kind, start, lookup in self._plan:
                 value = record.get(column)
                 if value is None:
@@ -92,9 +94,13 @@ class FeatureEncoder:
                 if kind == "rank":
                     target[start] = code
                 else:
-                    target[start : start + self._width[column]] = 0.0
+                    width = self._width[column]
+                    target[start : start + width] = self._zeros[width]
                     target[start + code] = 1.0
-        return out
+            rows.append(target)
+        if not rows:
+            return np.full((0, self.n_features), np.nan, dtype=np.float32)
+        return np.array(rows, dtype=np.float32)
 
     # ------------------------------------------------------------------ columnar fast path for large batches
     def encode_columnar(self, records: Sequence[Mapping[str, Any]]) -> np.ndarray:

@@ -26,6 +26,9 @@ SPEC_FILE = "spec.json"
 MODEL_ARTIFACT = "model"  # name of the logged model inside its run
 
 
+_NOT_BUILT = object()
+
+
 @dataclass
 class ModelBundle:
     """A loaded model: booster, resolved spec and encoder. `nthread` is pinned to avoid threads fighting."""
@@ -36,6 +39,16 @@ class ModelBundle:
 
     def __post_init__(self) -> None:
         self.encoder = FeatureEncoder(self.spec)
+        self._walker: Any = _NOT_BUILT
+
+    def walker(self) -> Any:
+        """The compiled tree walker for small matrices (mlops.tree_walker), built and checked on first use; None
+        where it would not give XGBoost's exact answer."""
+        if self._walker is _NOT_BUILT:
+            from mlops.tree_walker import TreeWalker
+
+            self._walker = TreeWalker.for_booster(self.booster)
+        return self._walker
 
     @classmethod
     def from_files(
@@ -53,6 +66,14 @@ class ModelBundle:
         return cls.from_files(artifacts / BOOSTER_FILE, artifacts / SPEC_FILE, run_id=run_id, nthread=nthread)
 
     def predict_encoded(self, matrix: np.ndarray) -> np.ndarray:
+        """Probabilities of an encoded matrix: up to MAX_ROWS rows by the tree walker (XGBoost's answer bit for
+        bit, without its ~0.3 ms per call), more by XGBoost's own predictor."""
+        from mlops.tree_walker import MAX_ROWS
+
+        if len(matrix) <= MAX_ROWS:
+            walker = self.walker()
+            if walker is not None:
+                return walker.predict(matrix).astype(np.float64)
         return np.asarray(self.booster.inplace_predict(matrix, validate_features=False), dtype=np.float64)
 
     def predict_clean(self, frame: pd.DataFrame) -> np.ndarray:

@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 9696
     api_workers: int = Field(default=2, ge=1)
+    api_threads: int = Field(
+        default=4, ge=1, description="gunicorn gthread threads per worker: keep-alive connections and socket overlap"
+    )
     kinesis_metrics_port: int = 9697
     max_batch_records: int = Field(default=1000, ge=1)
     accept_unknown_fields: bool = Field(

@@ -34,8 +34,6 @@ from mlops.settings import Settings
 
 log = logging.getLogger(__name__)
 
-THREADS_PER_WORKER = 4  # gthread: keep-alive connections and overlap of socket IO; the GIL bounds CPU work
-
 
 def metrics_dir_for(settings: Settings) -> Path:
     return settings.state_dir / "prometheus-multiproc" / "predict-api"
@@ -191,7 +189,7 @@ def options_for(settings: Settings, close_app: AppCloser = lambda app: None) -> 
         "bind": f"{settings.api_host}:{settings.api_port}",
         "workers": settings.api_workers,
         "worker_class": "gthread",
-        "threads": THREADS_PER_WORKER,
+        "threads": settings.api_threads,
         "preload_app": False,
         "timeout": 30,
         "graceful_timeout": 15,
@@ -224,7 +222,9 @@ def run(
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir_for(settings))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
-    switch_file_for(settings).unlink(missing_ok=True)
+    from server.model_service import SwitchBoard
+
+    SwitchBoard(switch_file_for(settings)).reset()  # before the fork: every worker maps its counter
     run_id = warm_model_cache(settings)
     application = PredictApiApplication(settings, options_for(settings, close_app), app_factory, reread)
     application.follower = application._follower(settings, run_id)

@@ -19,7 +19,6 @@ import json
 import logging
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +28,7 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from mlops.outcomes import REQUEST_ID_PATTERN, SANE_REQUEST_ID
+from mlops.prediction_log import new_id
 from mlops.settings import Settings, load_settings
 from mlops.spec import FeatureSpec
 
@@ -258,14 +258,14 @@ def create_app(
     def start() -> None:
         g.started = time.perf_counter()
         given = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = given if SANE_REQUEST_ID.match(given) else uuid.uuid4().hex
+        g.request_id = given if SANE_REQUEST_ID.match(given) else new_id()
         access.check(request.path, request.headers.get("x-api-key"))  # before the limiter: refused keys cost nothing
 
     install_rate_limit(app, settings)  # its before_request runs after `start`
 
     @app.after_request
     def finish(response: Response) -> Response:
-        response.headers[REQUEST_ID_HEADER] = getattr(g, "request_id", None) or uuid.uuid4().hex
+        response.headers[REQUEST_ID_HEADER] = getattr(g, "request_id", None) or new_id()
         if response.status_code in REFUSED_BEFORE_BODY:
             _keep_connection_usable(response)
         endpoint = request.url_rule.rule if request.url_rule is not None else "(unmatched)"

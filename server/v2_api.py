@@ -162,7 +162,6 @@ def register_v2(app: Flask, state: ApiState, api_error: type[Exception], score: 
     @app.post("/v2/models/<name>/infer")
     @app.post("/v2/models/<name>/versions/<version>/infer")
     def infer(name: str, version: str | None = None) -> Response:
-        state.follow_switch()
         _, served_name = served(name, version)
         body = _parse(request.get_data(cache=False), fail)
         rows, columns = _rows(body, state.settings.max_batch_records, fail)
@@ -226,45 +225,12 @@ def _rows(
     values: dict[str, list[Any]] = {}
     n_rows: int | None = None
     for i, tensor in enumerate(inputs):
-        where = f"inputs[{i}]"
-        if not isinstance(tensor, dict):
-            _invalid(fail, "each input must be an object with name, shape, datatype and data", where)
-        name = tensor.get("name")
-        if not isinstance(name, str) or not name:
-            _invalid(fail, "name must be a non-empty string (the column)", f"{where}.name")
-        if name in columns:
-            _invalid(fail, f"the input '{name}' is given twice", f"{where}.name")
-        datatype = tensor.get("datatype")
-        if datatype not in DATATYPES:
-            _invalid(fail, f"datatype must be one of {sorted(DATATYPES)}, got {datatype!r}", f"{where}.datatype")
-        shape = tensor.get("shape")
-        if (
-            not isinstance(shape, list)
-            or not shape
-            or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-        ):
-            _invalid(fail, "shape must be a list of non-negative integers", f"{where}.shape")
-        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
-            _invalid(
-                fail,
-                f"one input per column: shape [n] or [n, 1], got {shape} (a pre-encoded matrix is not taken: "
-                "every column is validated by name)",
-                f"{where}.shape",
-            )
-        data = tensor.get("data")
-        if not isinstance(data, list):
-            _invalid(fail, "data must be a list", f"{where}.data")
-        flat = [v[0] if isinstance(v, list) and len(v) == 1 else v for v in data]
-        if len(flat) != shape[0] or any(isinstance(v, list) for v in flat):
-            _invalid(fail, f"data holds {len(data)} value(s) where the shape {shape} says {shape[0]}", f"{where}.data")
-        if datatype in NUMERIC_TYPES:
-            for row, value in enumerate(flat):
-                if value is not None and not _is_number(value, datatype):
-                    _invalid(fail, f"row {row}: {value!r} is not a {datatype} value", f"{where}.data")
+        name, datatype, shape, data, flat = _fast_column(tensor, columns) or _column(tensor, i, columns, fail)
         if n_rows is None:
             n_rows = shape[0]
         elif shape[0] != n_rows:
-            _invalid(fail, f"every input needs the same number of rows: {n_rows} before, {shape[0]} here", where)
+            reason = f"every input needs the same number of rows: {n_rows} before, {shape[0]} here"
+            _invalid(fail, reason, f"inputs[{i}]")
         columns[name] = {"shape": shape, "datatype": datatype, "data": data}
         values[name] = flat
     assert n_rows is not None
@@ -272,8 +238,73 @@ def _rows(
         _invalid(fail, "send at least one row", "inputs")
     if n_rows > max_records:
         raise fail(413, "too many records", f"a request may hold at most {max_records} rows, got {n_rows}", "inputs")
+    if n_rows == 1:
+        return [{name: column[0] for name, column in values.items()}], columns
     names = list(values)
     return [{name: values[name][row] for name in names} for row in range(n_rows)], columns
+
+
+Column = tuple[str, str, list[int], list[Any], list[Any]]  # name, datatype, shape, data as sent, flat values
+FAST_NUMBERS = {"FP16": (int, float), "FP32": (int, float), "FP64": (int, float), "INT64": (int,), "INT32": (int,)}
+
+
+def _fast_column(tensor: Any, seen: dict[str, Any]) -> Column | None:
+    """The common well-formed input (shape [n], plain values) without the per-field checks of `_column`; None
+    for anything else, which `_column` then accepts or refuses with the part named. (It was a tenth of a
+    request's time at saturation.)"""
+    if type(tensor) is not dict:
+        return None
+    name, datatype, shape, data = tensor.get("name"), tensor.get("datatype"), tensor.get("shape"), tensor.get("data")
+    if not (type(name) is str and name and name not in seen and type(shape) is list and len(shape) == 1):
+        return None
+    n = shape[0]
+    if not (type(n) is int and type(data) is list and len(data) == n):
+        return None
+    if datatype == "BYTES":
+        return (name, datatype, shape, data, data) if all(type(v) is not list for v in data) else None
+    allowed = FAST_NUMBERS.get(datatype)
+    if allowed is not None and all(v is None or type(v) in allowed for v in data):
+        return name, datatype, shape, data, data
+    return None
+
+
+def _column(tensor: Any, i: int, seen: dict[str, Any], fail: Callable[..., Exception]) -> Column:
+    where = f"inputs[{i}]"
+    if not isinstance(tensor, dict):
+        _invalid(fail, "each input must be an object with name, shape, datatype and data", where)
+    name = tensor.get("name")
+    if not isinstance(name, str) or not name:
+        _invalid(fail, "name must be a non-empty string (the column)", f"{where}.name")
+    if name in seen:
+        _invalid(fail, f"the input '{name}' is given twice", f"{where}.name")
+    datatype = tensor.get("datatype")
+    if datatype not in DATATYPES:
+        _invalid(fail, f"datatype must be one of {sorted(DATATYPES)}, got {datatype!r}", f"{where}.datatype")
+    shape = tensor.get("shape")
+    if (
+        not isinstance(shape, list)
+        or not shape
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        _invalid(fail, "shape must be a list of non-negative integers", f"{where}.shape")
+    if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+        _invalid(
+            fail,
+            f"one input per column: shape [n] or [n, 1], got {shape} (a pre-encoded matrix is not taken: "
+            "every column is validated by name)",
+            f"{where}.shape",
+        )
+    data = tensor.get("data")
+    if not isinstance(data, list):
+        _invalid(fail, "data must be a list", f"{where}.data")
+    flat = [v[0] if isinstance(v, list) and len(v) == 1 else v for v in data]
+    if len(flat) != shape[0] or any(isinstance(v, list) for v in flat):
+        _invalid(fail, f"data holds {len(data)} value(s) where the shape {shape} says {shape[0]}", f"{where}.data")
+    if datatype in NUMERIC_TYPES:
+        for row, value in enumerate(flat):
+            if value is not None and not _is_number(value, datatype):
+                _invalid(fail, f"row {row}: {value!r} is not a {datatype} value", f"{where}.data")
+    return name, datatype, shape, data, flat
 
 
 def _is_number(value: Any, datatype: str) -> bool:

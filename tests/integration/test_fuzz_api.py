@@ -137,4 +137,3 @@ def test_v2_infer_fuzzed_from_openapi_never_5xx(fuzz_api: ApiServer, mode: Gener
     assert sum(statuses.values()) >= MAX_EXAMPLES // 4
     assert sum(n for s, n in statuses.items() if 400 <= s < 500) > 0  # the structure checks answer
     assert "Traceback" not in fuzz_api.log.read_text(errors="replace")
-

@@ -1,0 +1,239 @@
+"""What the benchmarks share: servers started and stopped, a Python load client, the model they serve.
+
+The Python client (`closed_loop`, `open_loop`: threads with keep-alive `http.client` connections) is for
+comparisons where both sides pay the same client cost (by id vs full record, shadow on vs off, the soak test).
+Throughput against peers is measured with a compiled client instead (bench.loadgen: wrk, pinned to its own core).
+
+The model: `--model-dir` as given, else the one RUN_ID / the alias names in MLflow, else (MLflow not reachable) one
+trained here on generated rows, so every benchmark runs on a fresh machine with nothing started.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+VENV_BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Target:
+    name: str
+    port: int
+    path: str
+    bodies: list[bytes]
+
+
+@dataclass
+class Result:
+    seconds: float
+    latencies: list[float]
+    errors: int
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies) / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3 if ordered else float("nan")
+
+
+def _post(connection: http.client.HTTPConnection, target: Target, body: bytes) -> bool:
+    connection.request("POST", target.path, body=body, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    response.read()
+    return response.status == 200
+
+
+def closed_loop(target: Target, concurrency: int, total: int, max_seconds: float) -> Result:
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    counter = iter(range(total))
+    deadline = time.perf_counter() + max_seconds
+
+    def worker() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", target.port, timeout=30)
+        mine: list[float] = []
+        failed = 0
+        for i in counter:  # the shared iterator hands out the bounded count
+            if time.perf_counter() > deadline:
+                break
+            started = time.perf_counter()
+            try:
+                ok = _post(connection, target, target.bodies[i % len(target.bodies)])
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", target.port, timeout=30)
+                ok = False
+            if ok:
+                mine.append(time.perf_counter() - started)
+            else:
+                failed += 1
+        connection.close()
+        with lock:
+            latencies.extend(mine)
+            errors[0] += failed
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return Result(time.perf_counter() - started, latencies, errors[0])
+
+
+def open_loop(target: Target, rate: float, seconds: float, concurrency: int) -> Result:
+    """Requests scheduled at a fixed rate, spread over `concurrency` connections; latency from the schedule."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    count = int(rate * seconds)
+    start = time.perf_counter() + 0.2
+    schedule = iter(start + i / rate for i in range(count))
+    give_up = start + 2 * seconds + 5  # bounded time even when the server falls behind (late ones count as errors)
+
+    def worker() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", target.port, timeout=30)
+        mine: list[float] = []
+        failed = 0
+        for i, due in enumerate(schedule):
+            if time.perf_counter() > give_up:  # far behind schedule: the server cannot take this rate
+                failed += 1
+                continue
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                ok = _post(connection, target, target.bodies[i % len(target.bodies)])
+            except (OSError, http.client.HTTPException):
+                connection.close()
+                connection = http.client.HTTPConnection("127.0.0.1", target.port, timeout=30)
+                ok = False
+            if ok:
+                mine.append(time.perf_counter() - due)
+            else:
+                failed += 1
+        connection.close()
+        with lock:
+            latencies.extend(mine)
+            errors[0] += failed
+
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return Result(time.perf_counter() - start, latencies, errors[0])
+
+
+def wait_ready(url: str, process: subprocess.Popen[Any], log: Path, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited ({process.returncode}); see {log}:\n{log.read_text()[-2000:]}")
+        try:
+            if requests.get(url, timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise SystemExit(f"{url} not ready after {timeout}s; see {log}")
+
+
+def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[Any]:
+    return subprocess.Popen(
+        command,
+        env={**os.environ, **env},
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    import signal
+
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(5)
+
+
+def sample_records(spec: Any, n: int = 500) -> list[dict[str, Any]]:
+    from mlops.data import clean, generate_bank_churners
+
+    frame = clean(generate_bank_churners(n, seed=5), spec, require_target=False)[spec.feature_columns]
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def bench_model(model_dir: Path | None, settings: Any, scratch: Path | None = None) -> tuple[Path, str]:
+    """(model folder, run id): `--model-dir` as given, else the run RUN_ID or the alias names, from MLflow, else
+    (MLflow unreachable, `scratch` given) a model trained here on generated rows."""
+    if model_dir:
+        return model_dir, "bench-" + model_dir.resolve().parent.name
+    from mlops import registry
+
+    try:
+        registry.check_mlflow(settings.mlflow_tracking_uri, timeout=2)
+        run_id, _ = registry.resolve_run_id(settings)
+        return registry.download_model(settings, run_id), run_id
+    except Exception as error:  # unreachable, no alias yet, no such run
+        if scratch is None:
+            raise
+        print(f"no model from MLflow ({type(error).__name__}: {str(error)[:160]}); training one on generated rows")
+        return synthetic_model_dir(scratch / "synthetic-model"), SYNTHETIC_RUN_ID
+
+
+SYNTHETIC_RUN_ID = "bench-synthetic"
+
+
+def synthetic_model_dir(folder: Path, rows: int = 10_000, rounds: int = 200, max_depth: int = 5) -> Path:
+    """A model folder (booster + spec) trained on generated rows: a size like a tuned model's (200 trees, depth 5)."""
+    import numpy as np
+    import xgboost as xgb
+
+    from batch.testing import save_model_dir
+    from mlops.data import LABEL, clean, generate_bank_churners
+    from mlops.encoding import FeatureEncoder
+    from mlops.model import ModelBundle
+    from mlops.settings import PROJECT_ROOT
+    from mlops.spec import FeatureSpec
+
+    spec = FeatureSpec.load(PROJECT_ROOT / "features.yaml")
+    frame = clean(generate_bank_churners(rows, seed=3), spec)
+    matrix = xgb.DMatrix(FeatureEncoder(spec).encode_frame(frame), label=frame[LABEL].to_numpy(), missing=np.nan)
+    params = {"objective": "binary:logistic", "max_depth": max_depth, "eta": 0.05, "nthread": 2, "seed": 3}
+    booster = xgb.train(params, matrix, rounds)
+    save_model_dir(ModelBundle(booster=booster, spec=spec, run_id=SYNTHETIC_RUN_ID), folder)
+    (folder / "MLmodel").write_text("# a benchmark's model, trained on generated rows; never logged to MLflow\n")
+    return folder
+
+
+def cache_model(model_dir: Path, state_dir: Path, run_id: str) -> None:
+    """Put the model where our server looks first (its model cache), so it serves it with MLflow out of the way."""
+    shutil.copytree(model_dir, state_dir / "model-cache" / run_id / "model")

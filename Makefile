@@ -56,7 +56,7 @@ SERVE_PROGRAMS := predict-api serve-kinesis drift-service prometheus
 .PHONY: help install system-packages test-packages up down setup-model-registry init_aws train apply-model-train-flow \
 	setup-model-serve start-serve stop-serve apply-prediction-reporting report batch outcomes materialize promote \
 	rollback status logs \
-	test run_tests lint format bench reset_all docker-engine docker-engine-start images-offline
+	test run_tests lint format bench bench-packages reset_all docker-engine docker-engine-start images-offline
 
 help: ## show every target
 	@echo "churn-mlops (RUNTIME=$(RUNTIME), env=$(env))"
@@ -75,6 +75,7 @@ install: $(VENV)/.installed system-packages $(if $(filter compose,$(RUNTIME)),do
 RUNTIME_PACKAGES := prometheus=prometheus nginx=nginx redis-server=redis-server chromium=chromium
 DOCKER_PACKAGES := dockerd=docker.io docker-compose=docker-compose
 TEST_PACKAGES := $(DOCKER_PACKAGES) debootstrap=debootstrap
+BENCH_PACKAGES := wrk=wrk
 define apt_install
 	@missing=""; \
 	for pair in $(1); do \
@@ -272,8 +273,24 @@ format: install ## ruff format + fixable lint fixes
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-bench: install ## run the benchmarks in bench/ (prints figures; never part of the tests)
-	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script; done
+# Short defaults: every benchmark once, a few minutes in all; each prints its own command for a longer run.
+BENCH_RUNS := \
+	"bench.bench_http --seconds 5 --load-seconds 5 --rounds 1" \
+	"bench.bench_train --trials 10 --rows 5000" \
+	"bench.bench_batch_files --files 1000 --subset 500 --no-spark" \
+	"bench.bench_batch --rows 20000 --repeats 3" \
+	"bench.bench_by_id --customers 2000 --requests 1500 --max-seconds 5 --rounds 1" \
+	"bench.bench_shadow --requests 1500 --max-seconds 5 --load-seconds 5" \
+	"bench.bench_drift --runs 3" \
+	"bench.bench_outcomes --predictions 20000 --file-rows 20000 --repeats 1" \
+	"bench.bench_kinesis --count 500" \
+	"bench.bench_soak --seconds 20 --interval 10"
+
+bench: install bench-packages ## run every benchmark in bench/ with short defaults (prints figures; never part of the tests)
+	@for run in $(BENCH_RUNS); do echo "== python -m $$run"; $(PY) -m $$run || exit 1; done
+
+bench-packages: ## install what the benchmarks need (as root): Debian's wrk
+	$(call apt_install,$(BENCH_PACKAGES))
 
 reset_all: ## stop everything and delete all state (compose volumes; natively STATE_DIR, default .mlops/)
 ifeq ($(RUNTIME),compose)

@@ -79,8 +79,10 @@ def parse_aggregates(texts: Sequence[str], spec: FeatureSpec) -> list[Aggregate]
 
 
 # ---------------------------------------------------------------------------------------------------------- reading
-def parse_file(name: str, data: bytes) -> pd.DataFrame:
-    """Raw bytes -> a raw frame with normalized column names; CSV as `mlops.data.read_raw` reads it ("" = missing)."""
+def parse_file(name: str, data: bytes) -> pa.Table:
+    """Raw bytes -> a raw Arrow table with normalized column names; CSV as `mlops.data.read_raw` reads it ("" =
+    missing). A table, not a data frame: a block of files becomes one frame at once (`score_frames`), since turning
+    each 200-row file into pandas on its own cost more than parsing it."""
     if not data:
         raise DataError(f"data file {name} is empty")
     try:
@@ -89,18 +91,19 @@ def parse_file(name: str, data: bytes) -> pd.DataFrame:
         else:
             table = pa_csv.read_csv(
                 io.BytesIO(data),
+                # one thread: the engine's workers are what use the cores
+                read_options=pa_csv.ReadOptions(use_threads=False),
                 convert_options=pa_csv.ConvertOptions(null_values=[""], strings_can_be_null=True),
             )
     except (pa.ArrowException, OSError, ValueError) as error:
         raise DataError(f"data file {name} cannot be read as {_format(name)}: {error}") from error
     if table.num_rows == 0:
         raise DataError(f"data file {name} has a header but no rows")
-    frame = table.to_pandas()
-    frame.columns = [normalize_name(c) for c in frame.columns]
-    duplicated = frame.columns[frame.columns.duplicated()].tolist()
+    names = [normalize_name(c) for c in table.column_names]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise DataError(f"column(s) {duplicated} appear twice (names are compared case-insensitively)")
-    return frame
+    return table.rename_columns(names)
 
 
 def _format(name: str) -> str:
@@ -119,9 +122,10 @@ class FileScore:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _check_columns(frame: pd.DataFrame, spec: FeatureSpec) -> None:
-    missing = [c for c in spec.feature_columns if c not in frame.columns]
-    if spec.id_column and spec.id_column not in frame.columns:
+def _check_columns(table: pa.Table, spec: FeatureSpec) -> None:
+    present = set(table.column_names)
+    missing = [c for c in spec.feature_columns if c not in present]
+    if spec.id_column and spec.id_column not in present:
         missing.append(spec.id_column)
     if missing:
         raise DataError(f"missing column(s) {missing} required by spec '{spec.name}'")
@@ -141,29 +145,29 @@ def _output_table(
 
 
 def score_frames(
-    bundle: ModelBundle, frames: Sequence[tuple[str, pd.DataFrame]], aggregates: Sequence[Aggregate] = ()
+    bundle: ModelBundle, tables: Sequence[tuple[str, pa.Table]], aggregates: Sequence[Aggregate] = ()
 ) -> list[FileScore]:
-    """Score parsed raw frames: one clean/encode/`inplace_predict` for the whole block when it is all valid."""
+    """Score parsed raw files: one to-pandas, clean, encode and predict for the whole block when it is all valid."""
     spec = bundle.spec
     results: dict[str, FileScore] = {}
-    good: list[tuple[str, pd.DataFrame]] = []
-    for name, frame in frames:
+    good: list[tuple[str, pa.Table]] = []
+    for name, table in tables:
         try:
-            _check_columns(frame, spec)
-            good.append((name, frame))
+            _check_columns(table, spec)
+            good.append((name, table))
         except DataError as error:
             results[name] = FileScore(name, reason=str(error))
     cleaned: list[tuple[str, pd.DataFrame]] = []
     if good:
         try:
-            block = clean(pd.concat([f for _, f in good], ignore_index=True), spec, require_target=False)
-            bounds = np.cumsum([0] + [len(f) for _, f in good])
+            block = clean(_block_frame([t for _, t in good]), spec, require_target=False)
+            bounds = np.cumsum([0] + [t.num_rows for _, t in good])
             cleaned = [(n, block.iloc[bounds[i] : bounds[i + 1]]) for i, (n, _) in enumerate(good)]
         except DataError:
             # some file of the block is bad: clean one by one, so each gets its own message
-            for name, frame in good:
+            for name, table in good:
                 try:
-                    cleaned.append((name, clean(frame, spec, require_target=False)))
+                    cleaned.append((name, clean(table.to_pandas(), spec, require_target=False)))
                 except DataError as error:
                     results[name] = FileScore(name, reason=str(error))
     if cleaned:
@@ -175,7 +179,19 @@ def score_frames(
             table = _output_table(spec, part.reset_index(drop=True), probabilities[start:stop], aggregates)
             results[name] = FileScore(name, table=table, rows=len(part))
             start = stop
-    return [results[name] for name, _ in frames]
+    return [results[name] for name, _ in tables]
+
+
+def _block_frame(tables: Sequence[pa.Table]) -> pd.DataFrame:
+    """The files of a block as one raw frame, rows in file order. Arrow concatenates by column name and widens
+    types (an int column beside a float one, an all-empty column); where it cannot (a number column holding text in
+    one file), pandas concatenates the files' frames instead and `clean` names the bad value."""
+    if len(tables) == 1:
+        return tables[0].to_pandas()
+    try:
+        return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
 
 
 def table_bytes(table: pa.Table) -> bytes:

@@ -34,15 +34,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ["OMP_NUM_THREADS"] = "1"
 
+    import tempfile
+
+    from bench.harness import bench_model
     from mlops.data import clean, generate_bank_churners
     from mlops.model import ModelBundle
     from mlops.settings import load_settings
     from server.model_service import ModelService
 
-    if args.model_dir:
-        service = ModelService(ModelBundle.from_model_dir(args.model_dir, run_id=args.model_dir.name), "model dir")
-    else:
-        service = ModelService.from_settings(load_settings())
+    model_dir, run_id = bench_model(args.model_dir, load_settings(), Path(tempfile.mkdtemp(prefix="bench-batch-")))
+    service = ModelService(ModelBundle.from_model_dir(model_dir, run_id=run_id), "model dir")
     spec = service.spec
     frame = clean(generate_bank_churners(args.rows, seed=123), spec, require_target=False)[spec.feature_columns]
     records = frame.astype(object).where(frame.notna(), None).to_dict("records")

@@ -237,3 +237,55 @@ def synthetic_model_dir(folder: Path, rows: int = 10_000, rounds: int = 200, max
 def cache_model(model_dir: Path, state_dir: Path, run_id: str) -> None:
     """Put the model where our server looks first (its model cache), so it serves it with MLflow out of the way."""
     shutil.copytree(model_dir, state_dir / "model-cache" / run_id / "model")
+
+
+@dataclass
+class RegistryServers:
+    moto_url: str
+    mlflow_url: str
+    prefect_url: str
+    processes: list[subprocess.Popen[Any]]
+
+    @property
+    def prefect_api_url(self) -> str:
+        return f"{self.prefect_url}/api"
+
+
+def start_registry_servers(scratch: Path) -> RegistryServers:
+    """Throwaway moto, MLflow (SQLite backend, local artifacts) and Prefect servers on free ports, as the
+    integration tests start them (tests/conftest.py), for benchmarks that need the real flow."""
+    logs = scratch / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (scratch / "mlflow" / "artifacts").mkdir(parents=True, exist_ok=True)
+    (scratch / "prefect").mkdir(exist_ok=True)
+    moto_port, mlflow_port, prefect_port = free_port(), free_port(), free_port()
+    servers = RegistryServers(
+        f"http://127.0.0.1:{moto_port}", f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{prefect_port}", []
+    )
+    commands = [
+        ("moto", [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)], {}),
+        (
+            "mlflow",
+            [
+                *(str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port)),
+                *("--workers", "1", "--backend-store-uri", f"sqlite:///{scratch / 'mlflow' / 'mlflow.db'}"),
+                *("--artifacts-destination", str(scratch / "mlflow" / "artifacts")),
+            ],
+            {},
+        ),
+        (
+            "prefect",
+            [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
+            {
+                "PREFECT_HOME": str(scratch / "prefect"),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_UI_ENABLED": "false",
+            },
+        ),
+    ]
+    for name, command, env in commands:
+        servers.processes.append(start(command, env, logs / f"{name}.log"))
+    checks = [f"{servers.moto_url}/moto-api/", f"{servers.mlflow_url}/health", f"{servers.prefect_api_url}/health"]
+    for (name, _, _), process, url in zip(commands, servers.processes, checks, strict=True):
+        wait_ready(url, process, logs / f"{name}.log")
+    return servers

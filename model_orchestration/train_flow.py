@@ -10,9 +10,11 @@ registered as a new version of the model with the alias `challenger`. The parent
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,7 @@ from mlops.feature_store import FeatureStore, Snapshot
 from mlops.model import MODEL_ARTIFACT, input_example, log_model
 from mlops.settings import PROJECT_ROOT, ConfigurationError, Settings, load_settings
 from mlops.spec import FeatureSpec, SpecError
+from model_orchestration.trial_logging import Trial, TrialLogger
 
 FLOW_NAME = "model_tuning_and_uploading"
 
@@ -87,20 +90,13 @@ def tune(
     client = MlflowClient(settings.mlflow_tracking_uri)
     best: dict[str, Any] = {"loss": np.inf}
 
+    trial_log = TrialLogger(client, experiment_id, parent_run_id)  # MLflow written beside the fits, not between
+
     def objective(params: dict[str, Any]) -> dict[str, Any]:
+        started = time.time()
         result = training.fit_trial(data, params, settings.seed, settings.train_threads)
         trial_number = len(trials.trials)
-        run = client.create_run(
-            experiment_id,
-            tags={"mlflow.parentRunId": parent_run_id, "trial": str(trial_number), "kind": "trial"},
-            run_name=f"trial-{trial_number:03d}",
-        )
-        client.log_batch(
-            run.info.run_id,
-            params=[mlflow.entities.Param(k, str(v)) for k, v in sorted(params.items())],
-            metrics=[mlflow.entities.Metric(k, v, 0, 0) for k, v in result.metrics.items()],
-        )
-        client.set_terminated(run.info.run_id)
+        trial_log.submit(Trial(trial_number, params, result.metrics, int(started * 1000), int(time.time() * 1000)))
         loss = 1.0 - result.metrics["valid_auc"]
         if loss < best["loss"]:
             best.update(loss=loss, rounds=result.best_rounds)
@@ -109,14 +105,30 @@ def tune(
         return {"loss": loss, "status": STATUS_OK, "rounds": result.best_rounds}
 
     trials = Trials()
-    best_point = fmin(
-        objective,
-        training.SEARCH_SPACE,
-        algo=tpe.suggest,
-        max_evals=max_evals,
-        trials=trials,
-        rstate=np.random.default_rng(settings.seed),
-        show_progressbar=show_progress,
+    tuning_started = time.perf_counter()
+    try:
+        best_point = fmin(
+            objective,
+            training.SEARCH_SPACE,
+            algo=tpe.suggest,
+            max_evals=max_evals,
+            trials=trials,
+            rstate=np.random.default_rng(settings.seed),
+            show_progressbar=show_progress,
+        )
+    except BaseException:
+        with contextlib.suppress(Exception):  # the tuning's own error is the one to report
+            trial_log.close(timeout=30)
+        raise
+    fitted = time.perf_counter()
+    logged = trial_log.close()  # every trial in MLflow before the flow goes on (raises what logging met)
+    mlflow.log_metrics(
+        {"tuning_seconds": fitted - tuning_started, "trial_logging_wait_seconds": time.perf_counter() - fitted}
+    )
+    logger.info(
+        "%d trials logged to MLflow; %.1f s waited for the logging after the last fit",
+        logged,
+        time.perf_counter() - fitted,
     )
     best_params = space_eval(training.SEARCH_SPACE, best_point)
     rounds = trials.best_trial["result"]["rounds"]

@@ -21,6 +21,9 @@ PYTEST_ARGS ?=
 
 ENV_FILE := .env.$(env)
 export ENV := $(env)
+# XGBoost's OpenMP threads wait passively: spinning, they lost their core to every other thread of the training
+# process and to the servers beside it, and a 2-core machine trained 7x slower (bench/bench_train.py)
+export OMP_WAIT_POLICY ?= PASSIVE
 # ------------------------------------------------------------------------------------------------ compose tooling
 # DOCKER: the client (its `build` must speak BuildKit: buildx, or Debian's docker.io client). COMPOSE: `docker compose`
 # (v2) when the client has it, else `docker-compose` (v1, which has no `up --wait`: docker/wait-healthy.sh waits for

@@ -81,6 +81,7 @@ def runtime_environment(settings: Settings) -> dict[str, str]:
             "PREFECT_API_URL": settings.prefect_api_url,
             "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
             "PYTHONUNBUFFERED": "1",
+            "OMP_WAIT_POLICY": env.get("OMP_WAIT_POLICY", "PASSIVE"),  # see the Makefile: training beside servers
         }
     )
     return env

@@ -212,6 +212,8 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_mlserver:
             wait_ready(f"http://127.0.0.1:{mlserver_port}/v2/health/ready", mlserver.process, mlserver.log)
         same_answer(ours, mlserver if not args.no_mlserver else None)
+        if not args.no_mlserver:
+            mlserver_client_answers(executable, ours, name, records[0][0])
         for server in servers:  # warm: first requests, caches, the SQLite log's first pages
             run_wrk(server.url, server.bodies, scratch, 2, args.connections, core=CLIENT_CORE)
 
@@ -284,6 +286,24 @@ def same_answer(ours: Server, mlserver: Server | None) -> None:
     print(f"same record: ours {chance:.6f}, MLServer {theirs:.6f}")
     if abs(chance - theirs) > 1e-6:
         raise SystemExit("the two servers disagree on the same record: not the same model")
+
+
+def mlserver_client_answers(mlserver_executable: Path, ours: Server, name: str, record: dict[str, Any]) -> None:
+    """MLServer's own client codec (PandasCodec, in its venv) calls our server unchanged: shown, not assumed."""
+    python = mlserver_executable.parent / "python"
+    script = ROOT / "bench" / "mlserver_client.py"
+    base = ours.url.split("/v2/")[0]
+    finished = subprocess.run(
+        [str(python), str(script), base, name],
+        input=json.dumps([record]),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if finished.returncode != 0:
+        raise SystemExit(f"MLServer's client could not call us:\n{finished.stderr[-2000:]}")
+    print(f"MLServer's PandasCodec request, answered by ours: {finished.stdout.strip()}")
 
 
 def print_saturation(servers: list[Server]) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batch.manifest import output_name
-from batch.scoring import Aggregate, ModelPayload, parse_file, score_frames, table_bytes
+from batch.scoring import Aggregate, ModelPayload, column_types, parse_file, score_frames, table_bytes
 from batch.storage import InputFile, Store, open_store
 from mlops.data import DataError
 from mlops.model import ModelBundle
@@ -44,6 +44,7 @@ class BlockScorer:
         self.bundle = bundle or job.payload.load()
         self.source: Store = open_store(job.input_uri, job.settings)
         self.sink: Store = open_store(job.output_uri, job.settings)
+        self.types = column_types(self.bundle.spec)
 
     def score(self, files: Sequence[InputFile]) -> list[dict[str, Any]]:
         """Read, score and write a block; returns one record per file (scored or rejected, never raised)."""
@@ -54,7 +55,7 @@ class BlockScorer:
             base = {"input": file.uri, "input_name": file.name, "fingerprint": file.fingerprint, "run_id": run_id}
             records[file.name] = base
             try:
-                frames.append((file.name, parse_file(file.name, self.source.read(file.name))))
+                frames.append((file.name, parse_file(file.name, self.source.read(file.name), self.types)))
             except DataError as error:
                 base.update(status="rejected", reason=str(error))
             except Exception as error:  # unreadable for any other reason (permissions, S3 error): reject, go on

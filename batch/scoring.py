@@ -8,8 +8,9 @@ so every bad file is rejected with its own `DataError` message while the good on
 
 from __future__ import annotations
 
+import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,15 +80,48 @@ def parse_aggregates(texts: Sequence[str], spec: FeatureSpec) -> list[Aggregate]
 
 
 # ---------------------------------------------------------------------------------------------------------- reading
-def parse_file(name: str, data: bytes) -> pa.Table:
+def column_types(spec: FeatureSpec) -> dict[str, pa.DataType]:
+    """Arrow types of the spec's feature columns (by normalized name), for CSV reads that skip type inference."""
+    types: dict[str, pa.DataType] = {}
+    for column, feature in spec.numeric.items():
+        types[column] = pa.int64() if feature.type == "int" else pa.float64()
+    for column in [*spec.categorical, *spec.ordinal]:
+        types[column] = pa.string()
+    return types
+
+
+def _typed_read(data: bytes, types: Mapping[str, pa.DataType]) -> pa.Table | None:
+    """The CSV read with the spec's types (half the time of inferring them on a 200-row file); None when a value
+    does not fit its type (text in a number column, "45.5" in an integer one): the inferring read then takes the
+    file as it is and `clean` names the bad value."""
+    header = data.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").rstrip("\r")
+    try:
+        raw_names = next(csv.reader([header]))
+    except (csv.Error, StopIteration):
+        return None
+    chosen = {raw: types[normalize_name(raw)] for raw in raw_names if normalize_name(raw) in types}
+    try:
+        return pa_csv.read_csv(
+            io.BytesIO(data),
+            read_options=pa_csv.ReadOptions(use_threads=False),
+            convert_options=pa_csv.ConvertOptions(null_values=[""], strings_can_be_null=True, column_types=chosen),
+        )
+    except (pa.ArrowException, OSError, ValueError):
+        return None
+
+
+def parse_file(name: str, data: bytes, types: Mapping[str, pa.DataType] | None = None) -> pa.Table:
     """Raw bytes -> a raw Arrow table with normalized column names; CSV as `mlops.data.read_raw` reads it ("" =
     missing). A table, not a data frame: a block of files becomes one frame at once (`score_frames`), since turning
-    each 200-row file into pandas on its own cost more than parsing it."""
+    each 200-row file into pandas on its own cost more than parsing it. `types` (`column_types(spec)`): the spec's
+    columns are read as those types when every value fits."""
     if not data:
         raise DataError(f"data file {name} is empty")
     try:
         if name.lower().endswith(".parquet"):
             table = pq.read_table(io.BytesIO(data))
+        elif types and (typed := _typed_read(data, types)) is not None:
+            table = typed
         else:
             table = pa_csv.read_csv(
                 io.BytesIO(data),

@@ -118,6 +118,9 @@ def _tag(client: Any, name: str, version: str, decision: Decision, role: str) ->
 
 
 def _record(client: Any, settings: Settings, name: str, decision: Decision) -> None:
+    """The audit line first (right after the alias moved: whoever sees the new champion finds why), then the
+    MLflow tags and description, a few REST calls each."""
+    AuditLog.of(settings).append(decision.as_dict() | {"model": name})
     _tag(client, name, decision.challenger["version"], decision, "challenger")
     if decision.champion:
         _tag(client, name, decision.champion["version"], decision, "champion")
@@ -125,7 +128,6 @@ def _record(client: Any, settings: Settings, name: str, decision: Decision) -> N
     client.update_model_version(
         name, decision.challenger["version"], description=f"{current}\n\nPromotion {decision.at}: {decision.summary()}"
     )
-    AuditLog.of(settings).append(decision.as_dict() | {"model": name})
 
 
 def judge(settings: Settings, allow_spec_change: bool = False) -> Decision:

@@ -141,10 +141,11 @@ def test_drift_retrains_and_the_gate_promotes_and_serving_follows(
     assert status["last"]["kind"] == "drift" and "drift share" in status["last"]["reason"]
     flow_run = requests.get(f"{settings.prefect_api_url}/flow_runs/{status['last']['flow_run_id']}", timeout=5).json()
     assert "retrain-reason:drift" in flow_run["tags"] and flow_run["parameters"]["promote"] is True
-    (promoted,) = [
-        r
-        for r in AuditLog(Path(env["STATE_DIR"]) / "audit" / "promotions.jsonl").records()
-        if r["action"] == "promoted" and r["challenger"]["run_id"] == v2
-    ]
+    audit = AuditLog(Path(env["STATE_DIR"]) / "audit" / "promotions.jsonl")
+    deadline = time.monotonic() + 30  # the gate writes its line right after moving the alias
+    while not (found := [r for r in audit.records() if r["action"] == "promoted" and r["challenger"]["run_id"] == v2]):
+        assert time.monotonic() < deadline, "no audit line for the promotion the registry shows"
+        time.sleep(0.5)
+    (promoted,) = found
     assert promoted["evidence"] == "settled outcomes" and promoted["rows"] == 100
     assert promoted["champion"]["run_id"] == v1 and promoted["champion"]["figures"]["roc_auc"] > 0

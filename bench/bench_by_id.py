@@ -25,7 +25,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import VENV_BIN, Result, bench_model, cache_model, free_port, start, stop, wait_ready  # noqa: E402
+from bench.harness import (  # noqa: E402
+    VENV_BIN,
+    Result,
+    bench_model,
+    cache_model,
+    free_port,
+    start_process,
+    stop_process,
+    wait_for_http,
+)
 
 
 def closed_loop(port: int, requests_: list[tuple[str, str, bytes | None]], concurrency: int, total: int,
@@ -123,9 +132,9 @@ def main(argv: list[str] | None = None) -> None:
         f"online store {online_uri.split('://')[0]} with {len(rows)} customers; prediction log on (SQLite)"
     )
     log = scratch / "api.log"
-    process = start([str(VENV_BIN / "python"), "-m", "server.predict_api"], env, log)
+    process = start_process([str(VENV_BIN / "python"), "-m", "server.predict_api"], log, env)
     try:
-        wait_ready(f"http://127.0.0.1:{port}/health", process, log)
+        wait_for_http(f"http://127.0.0.1:{port}/health", 180, process, log)
         closed_loop(port, by_id, args.concurrency, 300, 30)  # warm both paths
         closed_loop(port, full, args.concurrency, 300, 30)
         print(f"\n{'round':<6} {'path':<28} {'requests':>9} {'errors':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
@@ -147,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"--- last lines of {log.name}:\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
         raise
     finally:
-        stop(process)
+        stop_process(process, 20)
         shutil.rmtree(scratch, ignore_errors=True)
 
 

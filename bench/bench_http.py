@@ -41,9 +41,9 @@ from bench.harness import (  # noqa: E402
     cache_model,
     free_port,
     sample_records,
-    start,
-    stop,
-    wait_ready,
+    start_process,
+    stop_process,
+    wait_for_http,
 )
 from bench.loadgen import Wrk, pinned, run_wrk  # noqa: E402
 
@@ -191,13 +191,13 @@ def main(argv: list[str] | None = None) -> None:
     try:
         python = str(VENV_BIN / "python")
         ours.log, ceiling.log = scratch / "ours.log", scratch / "ceiling.log"
-        ours.process = start(
-            pinned([python, "-m", "server.predict_api"], SERVER_CORE), {**common, "API_PORT": str(ours_port)}, ours.log
+        ours.process = start_process(
+            pinned([python, "-m", "server.predict_api"], SERVER_CORE), ours.log, {**common, "API_PORT": str(ours_port)}
         )
-        ceiling.process = start(
+        ceiling.process = start_process(
             pinned([python, "-m", "bench.ceiling_server"], SERVER_CORE),
-            {**common, "API_PORT": str(ceiling_port), "STATE_DIR": str(scratch / "ceiling-state")},
             ceiling.log,
+            {**common, "API_PORT": str(ceiling_port), "STATE_DIR": str(scratch / "ceiling-state")},
         )
         cache_model(model_dir, scratch / "ceiling-state", run_id)
         if not args.no_mlserver:
@@ -206,11 +206,13 @@ def main(argv: list[str] | None = None) -> None:
                 model_dir, scratch / "mlserver", mlserver_port, free_port(), free_port()
             )
             mlserver.log = scratch / "mlserver.log"
-            mlserver.process = start(pinned(mlserver_peer.command(executable, folder), SERVER_CORE), {}, mlserver.log)
-        wait_ready(f"http://127.0.0.1:{ours_port}/v2/health/ready", ours.process, ours.log)
-        wait_ready(f"http://127.0.0.1:{ceiling_port}/health", ceiling.process, ceiling.log)
+            mlserver.process = start_process(
+                pinned(mlserver_peer.command(executable, folder), SERVER_CORE), mlserver.log
+            )
+        wait_for_http(f"http://127.0.0.1:{ours_port}/v2/health/ready", 180, ours.process, ours.log)
+        wait_for_http(f"http://127.0.0.1:{ceiling_port}/health", 180, ceiling.process, ceiling.log)
         if not args.no_mlserver:
-            wait_ready(f"http://127.0.0.1:{mlserver_port}/v2/health/ready", mlserver.process, mlserver.log)
+            wait_for_http(f"http://127.0.0.1:{mlserver_port}/v2/health/ready", 180, mlserver.process, mlserver.log)
         same_answer(ours, mlserver if not args.no_mlserver else None)
         if not args.no_mlserver:
             mlserver_client_answers(executable, ours, name, records[0][0])
@@ -268,7 +270,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         for server in servers:
             if server.process is not None:
-                stop(server.process)
+                stop_process(server.process, 20)
         shutil.rmtree(scratch, ignore_errors=True)
 
 

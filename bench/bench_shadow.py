@@ -30,9 +30,9 @@ from bench.harness import (  # noqa: E402
     free_port,
     open_loop,
     sample_records,
-    start,
-    stop,
-    wait_ready,
+    start_process,
+    stop_process,
+    wait_for_http,
 )
 
 
@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> None:
             "OMP_NUM_THREADS": "1",
         }
         log = scratch / f"{label.replace(' ', '-')}.log"
-        process = start([str(VENV_BIN / "python"), "-m", "server.predict_api"], env, log)
+        process = start_process([str(VENV_BIN / "python"), "-m", "server.predict_api"], log, env)
         try:
-            wait_ready(f"http://127.0.0.1:{port}/health", process, log)
+            wait_for_http(f"http://127.0.0.1:{port}/health", 180, process, log)
             target = Target(label, port, "/predict", bodies)
             closed_loop(target, args.concurrency, 300, 30)
             saturated = closed_loop(target, args.concurrency, args.requests, args.max_seconds)
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"--- last lines of {log.name}:\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
             raise
         finally:
-            stop(process)
+            stop_process(process, 20)
     header = f"{'server':<14} {'sat req/s':>10} {'sat p50':>8} {'sat p99':>8} {'load req/s':>11} {'p50 ms':>7}"
     print(f"\n{header} {'p99 ms':>7}")
     for label, (saturated, loaded, _) in results.items():

@@ -31,9 +31,9 @@ from bench.harness import (
     free_port,
     open_loop,
     sample_records,
-    start,
-    stop,
-    wait_ready,
+    start_process,
+    stop_process,
+    wait_for_http,
 )
 
 
@@ -87,9 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     }
     target = Target("ours", port, "/predict", [json.dumps(r).encode() for r in records])
     log = scratch / "api.log"
-    process = start([str(VENV_BIN / "python"), "-m", "server.predict_api"], env, log)
+    process = start_process([str(VENV_BIN / "python"), "-m", "server.predict_api"], log, env)
     try:
-        wait_ready(f"http://127.0.0.1:{port}/health", process, log)
+        wait_for_http(f"http://127.0.0.1:{port}/health", 180, process, log)
         closed_loop(target, args.concurrency, 500, 30)  # warm
         saturated = closed_loop(target, args.concurrency, 20_000, 15)
         rate = args.fraction * saturated.throughput
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"--- last lines of {log.name}:\n{log.read_text(errors='replace')[-3000:]}", file=sys.stderr)
         raise
     finally:
-        stop(process)
+        stop_process(process, 20)
         shutil.rmtree(scratch, ignore_errors=True)
 
 

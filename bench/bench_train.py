@@ -10,11 +10,9 @@ feature store, splits them with the flow's own function and fits with `training.
 (what the flow runs between its logging). Order alternates between rounds (`--rounds`) so neither side always runs
 on a warm cache.
 
-Each side runs in a process of its own, as it is best run: the flow with OMP_WAIT_POLICY=PASSIVE (how the platform
-starts training: the Makefile, the native runtime and the images set it), the bare loop with OpenMP's default
-spinning. Why it matters: with XGBoost's threads spinning on a 2-core machine, every other runnable thread (the
-flow's MLflow and Prefect clients, the servers beside it) preempts a spinning thread and the fits ran 7x slower
-(46 s for 15 trials instead of 6); passive waiting costs the bare loop on an idle machine instead.
+Each side runs in a process of its own, with the same environment. The servers run as `make up` runs them (without
+MLflow's job runner, which took 1.45 of the 2 cores while idle: see native/runtime.py MLFLOW_SERVER_ENV); with it,
+the flow's fits ran 3-4x slower than the bare loop's.
 """
 
 from __future__ import annotations
@@ -31,7 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import start_registry_servers, stop  # noqa: E402
+from bench.harness import start_registry_servers  # noqa: E402
 
 GOAL = 1.3
 
@@ -116,14 +114,12 @@ def _tuning_seconds(settings: Any, parent_run_id: str) -> float:
 
 
 def _side(name: str, settings: Any, trials: int) -> dict[str, float]:
-    """One side in a process of its own, with its OpenMP wait policy (see the module docstring)."""
+    """One side in a process of its own (a fresh interpreter: neither side inherits the other's imports or caches)."""
     import json
     import os
     import subprocess
 
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if name == "flow":
-        env["OMP_WAIT_POLICY"] = "PASSIVE"
+    env = dict(os.environ)
     env.update({k: v for k, v in settings.as_env().items() if v is not None})
     finished = subprocess.run(
         [sys.executable, "-m", "bench.bench_train", "--side", name, "--trials", str(trials)],
@@ -214,8 +210,7 @@ def main(argv: list[str] | None = None) -> None:
         )
         print(f"  command: .venv/bin/python -m bench.bench_train --trials {args.trials} --rows {args.rows}")
     finally:
-        for process in reversed(servers.processes):
-            stop(process)
+        servers.stop()
         shutil.rmtree(scratch, ignore_errors=True)
 
 

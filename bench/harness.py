@@ -11,27 +11,23 @@ trained here on generated rows, so every benchmark runs on a fresh machine with 
 from __future__ import annotations
 
 import http.client
-import os
 import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
+from native.throwaway import (  # noqa: F401  (the benchmarks import these from here)
+    VENV_BIN,
+    free_port,
+    start_process,
+    start_registry_servers,
+    stop_process,
+    wait_for_http,
+)
 
-VENV_BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -147,43 +143,6 @@ def open_loop(target: Target, rate: float, seconds: float, concurrency: int) -> 
     return Result(time.perf_counter() - start, latencies, errors[0])
 
 
-def wait_ready(url: str, process: subprocess.Popen[Any], log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"server exited ({process.returncode}); see {log}:\n{log.read_text()[-2000:]}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.5)
-    raise SystemExit(f"{url} not ready after {timeout}s; see {log}")
-
-
-def start(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[Any]:
-    return subprocess.Popen(
-        command,
-        env={**os.environ, **env},
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-        start_new_session=True,
-    )
-
-
-def stop(process: subprocess.Popen[Any]) -> None:
-    import signal
-
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(5)
-
-
 def sample_records(spec: Any, n: int = 500) -> list[dict[str, Any]]:
     from mlops.data import clean, generate_bank_churners
 
@@ -237,55 +196,3 @@ def synthetic_model_dir(folder: Path, rows: int = 10_000, rounds: int = 200, max
 def cache_model(model_dir: Path, state_dir: Path, run_id: str) -> None:
     """Put the model where our server looks first (its model cache), so it serves it with MLflow out of the way."""
     shutil.copytree(model_dir, state_dir / "model-cache" / run_id / "model")
-
-
-@dataclass
-class RegistryServers:
-    moto_url: str
-    mlflow_url: str
-    prefect_url: str
-    processes: list[subprocess.Popen[Any]]
-
-    @property
-    def prefect_api_url(self) -> str:
-        return f"{self.prefect_url}/api"
-
-
-def start_registry_servers(scratch: Path) -> RegistryServers:
-    """Throwaway moto, MLflow (SQLite backend, local artifacts) and Prefect servers on free ports, as the
-    integration tests start them (tests/conftest.py), for benchmarks that need the real flow."""
-    logs = scratch / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    (scratch / "mlflow" / "artifacts").mkdir(parents=True, exist_ok=True)
-    (scratch / "prefect").mkdir(exist_ok=True)
-    moto_port, mlflow_port, prefect_port = free_port(), free_port(), free_port()
-    servers = RegistryServers(
-        f"http://127.0.0.1:{moto_port}", f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{prefect_port}", []
-    )
-    commands = [
-        ("moto", [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)], {}),
-        (
-            "mlflow",
-            [
-                *(str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port)),
-                *("--workers", "1", "--backend-store-uri", f"sqlite:///{scratch / 'mlflow' / 'mlflow.db'}"),
-                *("--artifacts-destination", str(scratch / "mlflow" / "artifacts")),
-            ],
-            {},
-        ),
-        (
-            "prefect",
-            [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
-            {
-                "PREFECT_HOME": str(scratch / "prefect"),
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "PREFECT_UI_ENABLED": "false",
-            },
-        ),
-    ]
-    for name, command, env in commands:
-        servers.processes.append(start(command, env, logs / f"{name}.log"))
-    checks = [f"{servers.moto_url}/moto-api/", f"{servers.mlflow_url}/health", f"{servers.prefect_api_url}/health"]
-    for (name, _, _), process, url in zip(commands, servers.processes, checks, strict=True):
-        wait_ready(url, process, logs / f"{name}.log")
-    return servers

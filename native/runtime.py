@@ -62,6 +62,12 @@ def programs(settings: Settings) -> dict[str, Program]:
 
 REGISTRY = ("moto", "mlflow", "prefect")
 
+# MLflow 3's server starts a job runner for its GenAI scorers (seven huey consumers polling their queues): measured
+# idle on these 2-core machines it took 1.45 cores, which slowed every fit and every MLflow call beside it. The
+# platform runs no MLflow jobs; every place that starts `mlflow server` sets this (supervisord via the native
+# runtime's environment, mlflow/Dockerfile-mlflow, native/throwaway.py for the tests and benchmarks).
+MLFLOW_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
 
 def runtime_environment(settings: Settings) -> dict[str, str]:
     """What supervisord.conf expands, plus the settings every child process reads."""
@@ -81,8 +87,8 @@ def runtime_environment(settings: Settings) -> dict[str, str]:
             "PREFECT_API_URL": settings.prefect_api_url,
             "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
             "PYTHONUNBUFFERED": "1",
-            "OMP_WAIT_POLICY": env.get("OMP_WAIT_POLICY", "PASSIVE"),  # see the Makefile: training beside servers
         }
+        | MLFLOW_SERVER_ENV  # supervisord's children inherit it: no MLflow job runner eating the cores
     )
     return env
 

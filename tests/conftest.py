@@ -6,25 +6,24 @@ never touch these fixtures, so `pytest tests/unit` starts no server.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from mlops.settings import PROJECT_ROOT, Settings, load_settings
+from native.throwaway import (  # noqa: F401  (tests import these from here)
+    VENV_BIN,
+    free_port,
+    start_process,
+    start_registry_servers,
+    stop_process,
+    wait_for_http,
+)
+from native.throwaway import RegistryServers as Servers
 
-VENV_BIN = Path(sys.executable).parent
 TEST_ROWS = 2000
 TEST_TRIALS = 3
 
@@ -43,120 +42,13 @@ def system_binary(name: str, package: str, *alternatives: str) -> str:
     pytest.fail(f"{name} not found: run `make system-packages` as root, or `sudo apt-get install -y {package}`")
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_http(
-    url: str, timeout: float, process: subprocess.Popen[Any] | None = None, log: Path | None = None
-) -> None:
-    """Poll `url` until it answers below 500; fail early (with the log's tail) if the process dies."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-            raise RuntimeError(f"process for {url} exited with {process.returncode}:\n{tail}")
-        try:
-            if requests.get(url, timeout=2).status_code < 500:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-    raise TimeoutError(f"{url} not ready after {timeout}s:\n{tail}")
-
-
-@dataclass
-class Servers:
-    moto_url: str
-    mlflow_url: str
-    prefect_url: str  # without /api
-    state_dir: Path
-    processes: list[subprocess.Popen[Any]] = field(default_factory=list)
-
-    @property
-    def prefect_api_url(self) -> str:
-        return f"{self.prefect_url}/api"
-
-
-def start_process(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[Any]:
-    """Start a server in its own process group (so teardown kills its children too), logging to `log`."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    handle = log.open("wb")
-    return subprocess.Popen(
-        command,
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, **(env or {})},
-        cwd=PROJECT_ROOT,
-        start_new_session=True,
-    )
-
-
-def stop_process(process: subprocess.Popen[Any], timeout: float = 10) -> None:
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=timeout)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
-
-
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    state = tmp_path_factory.mktemp("platform-state")
-    logs = state / "logs"
-    moto_port, mlflow_port, prefect_port = free_port(), free_port(), free_port()
-    found = Servers(
-        moto_url=f"http://127.0.0.1:{moto_port}",
-        mlflow_url=f"http://127.0.0.1:{mlflow_port}",
-        prefect_url=f"http://127.0.0.1:{prefect_port}",
-        state_dir=state,
-    )
-    (state / "mlflow" / "artifacts").mkdir(parents=True)
-    (state / "prefect").mkdir()
-    moto = start_process([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)], logs / "moto.log")
-    mlflow = start_process(
-        [
-            str(VENV_BIN / "mlflow"),
-            "server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(mlflow_port),
-            "--workers",
-            "1",
-            "--backend-store-uri",
-            f"sqlite:///{state / 'mlflow' / 'mlflow.db'}",
-            "--artifacts-destination",
-            str(state / "mlflow" / "artifacts"),
-        ],
-        logs / "mlflow.log",
-    )
-    prefect = start_process(
-        [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
-        logs / "prefect.log",
-        env={
-            "PREFECT_HOME": str(state / "prefect"),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_UI_ENABLED": "false",
-        },
-    )
-    found.processes = [moto, mlflow, prefect]
+    found = start_registry_servers(tmp_path_factory.mktemp("platform-state"))
     try:
-        wait_for_http(f"{found.moto_url}/moto-api/", 60, moto, logs / "moto.log")
-        wait_for_http(f"{found.mlflow_url}/health", 180, mlflow, logs / "mlflow.log")
-        wait_for_http(f"{found.prefect_api_url}/health", 180, prefect, logs / "prefect.log")
         yield found
     finally:
-        for process in reversed(found.processes):
-            stop_process(process)
+        found.stop()
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,144 @@
+"""Throwaway servers on free loopback ports, for the integration tests (tests/conftest.py) and the benchmarks
+(bench/): moto (S3 + Kinesis), MLflow (SQLite backend, local artifacts) and Prefect, started in parallel, each in
+its own process group so stopping one stops its children too.
+
+One copy of this start-up: the tests and the benchmarks must run the servers the way `make up` does
+(native/supervisord.conf), with the same environment (`MLFLOW_SERVER_ENV`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from mlops.settings import PROJECT_ROOT
+from native.runtime import MLFLOW_SERVER_ENV
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_process(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[Any]:
+    """Start a server in its own process group (so stopping it stops its children), its output to `log`."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            command,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=PROJECT_ROOT,
+            start_new_session=True,
+        )
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10) -> None:
+    """SIGTERM to the process group, SIGKILL after `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=timeout)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
+
+
+def _tail(log: Path | None) -> str:
+    return log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+
+
+def wait_for_http(
+    url: str, timeout: float, process: subprocess.Popen[Any] | None = None, log: Path | None = None
+) -> None:
+    """Poll `url` until it answers below 500; fail early (with the log's tail) if the process dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {process.returncode}:\n{_tail(log)}")
+        try:
+            if requests.get(url, timeout=2).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url} not ready after {timeout}s:\n{_tail(log)}")
+
+
+@dataclass
+class RegistryServers:
+    moto_url: str
+    mlflow_url: str
+    prefect_url: str  # without /api
+    state_dir: Path
+    processes: list[subprocess.Popen[Any]] = field(default_factory=list)
+
+    @property
+    def prefect_api_url(self) -> str:
+        return f"{self.prefect_url}/api"
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            stop_process(process)
+
+
+def start_registry_servers(state: Path, timeout: float = 180) -> RegistryServers:
+    """moto, MLflow and Prefect with their state (and logs, in `state/logs`) under `state`; ready when returned.
+    Stops what it started if one of them does not come up."""
+    logs = state / "logs"
+    (state / "mlflow" / "artifacts").mkdir(parents=True, exist_ok=True)
+    (state / "prefect").mkdir(parents=True, exist_ok=True)
+    moto_port, mlflow_port, prefect_port = free_port(), free_port(), free_port()
+    found = RegistryServers(
+        f"http://127.0.0.1:{moto_port}", f"http://127.0.0.1:{mlflow_port}", f"http://127.0.0.1:{prefect_port}", state
+    )
+    commands: list[tuple[str, list[str], dict[str, str], str]] = [
+        ("moto", [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(moto_port)], {}, "/moto-api/"),
+        (
+            "mlflow",
+            [
+                *(str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port)),
+                *("--workers", "1", "--backend-store-uri", f"sqlite:///{state / 'mlflow' / 'mlflow.db'}"),
+                *("--artifacts-destination", str(state / "mlflow" / "artifacts")),
+            ],
+            MLFLOW_SERVER_ENV,
+            "/health",
+        ),
+        (
+            "prefect",
+            [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(prefect_port)],
+            {
+                "PREFECT_HOME": str(state / "prefect"),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                "PREFECT_UI_ENABLED": "false",
+            },
+            "/api/health",
+        ),
+    ]
+    urls = [found.moto_url, found.mlflow_url, found.prefect_url]
+    try:
+        for name, command, env, _ in commands:
+            found.processes.append(start_process(command, logs / f"{name}.log", env))
+        for (name, _, _, health), process, url in zip(commands, found.processes, urls, strict=True):
+            wait_for_http(url + health, timeout, process, logs / f"{name}.log")
+    except BaseException:
+        found.stop()
+        raise
+    return found

@@ -133,11 +133,87 @@ def parse_file(name: str, data: bytes, types: Mapping[str, pa.DataType] | None =
         raise DataError(f"data file {name} cannot be read as {_format(name)}: {error}") from error
     if table.num_rows == 0:
         raise DataError(f"data file {name} has a header but no rows")
+    return _named(table)
+
+
+def _named(table: pa.Table) -> pa.Table:
     names = [normalize_name(c) for c in table.column_names]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise DataError(f"column(s) {duplicated} appear twice (names are compared case-insensitively)")
     return table.rename_columns(names)
+
+
+def parse_block(
+    files: Sequence[tuple[str, bytes]], types: Mapping[str, pa.DataType] | None = None
+) -> list[tuple[str, pa.Table | DataError]]:
+    """Each file's raw table (as `parse_file`) or its `DataError`, in order. CSV files with the same header line
+    and no newline inside a value are parsed as ONE buffer and split by their row counts: a 200-row file cost
+    ~0.9 ms parsed on its own and ~0.2 ms as one of 50 (the CSV reader's per-call cost dominates small files).
+    Anything else, a group whose typed read fails, or a row count that does not add up, is parsed file by file, so
+    every bad file still gets its own message."""
+    found: dict[str, pa.Table | DataError] = {}
+    groups: dict[bytes, list[tuple[str, bytes, bytes, int]]] = {}
+    for name, data in files:
+        simple = _simple_csv(name, data) if types else None
+        if simple is None:
+            found[name] = _parse_one(name, data, types)
+        else:
+            header, body, rows = simple
+            groups.setdefault(header, []).append((name, data, body, rows))
+    for header, members in groups.items():
+        split = _parse_group(header, members, types) if len(members) > 1 and types else None
+        if split is None:
+            split = {name: _parse_one(name, data, types) for name, data, _, _ in members}
+        found.update(split)
+    return [(name, found[name]) for name, _ in files]
+
+
+def _parse_one(name: str, data: bytes, types: Mapping[str, pa.DataType] | None) -> pa.Table | DataError:
+    try:
+        return parse_file(name, data, types)
+    except DataError as error:
+        return error
+
+
+def _simple_csv(name: str, data: bytes) -> tuple[bytes, bytes, int] | None:
+    """(header line, body ending in a newline, rows) of a CSV whose rows are its non-empty lines, else None. A line
+    holding an odd number of quote characters ends inside a quoted value (a newline in a value; "" inside quotes
+    counts twice): such a file, one with a byte-order mark, or one without rows, is parsed on its own."""
+    if name.lower().endswith(".parquet") or data.startswith(b"\xef\xbb\xbf"):
+        return None
+    header, newline, body = data.partition(b"\n")
+    if not newline or header.count(b'"') % 2:
+        return None
+    rows = 0
+    for line in body.split(b"\n"):
+        if line.count(b'"') % 2:
+            return None
+        if line and line != b"\r":  # the reader skips empty lines
+            rows += 1
+    if not rows:
+        return None
+    return header, body if body.endswith(b"\n") else body + b"\n", rows
+
+
+def _parse_group(
+    header: bytes, members: Sequence[tuple[str, bytes, bytes, int]], types: Mapping[str, pa.DataType]
+) -> dict[str, pa.Table] | None:
+    """One typed read of the files' bodies under their shared header, sliced back into files; None when the read
+    fails or the rows do not add up (then each file is parsed on its own)."""
+    table = _typed_read(b"".join([header, b"\n", *(body for _, _, body, _ in members)]), types)
+    if table is None or table.num_rows != sum(rows for _, _, _, rows in members):
+        return None
+    try:
+        table = _named(table)
+    except DataError:
+        return None
+    split: dict[str, pa.Table] = {}
+    start = 0
+    for name, _, _, rows in members:
+        split[name] = table.slice(start, rows)
+        start += rows
+    return split
 
 
 def _format(name: str) -> str:
@@ -229,6 +305,8 @@ def _block_frame(tables: Sequence[pa.Table]) -> pd.DataFrame:
 
 
 def table_bytes(table: pa.Table) -> bytes:
+    """One output file. Snappy (Parquet's default), not zstd: on a 200-row output zstd took 350 us against 75 us, a
+    tenth of a file's whole scoring, to save a few hundred bytes."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, compression="snappy")
     return sink.getvalue().to_pybytes()

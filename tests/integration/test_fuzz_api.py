@@ -8,7 +8,7 @@ is printed (run with -s to see it).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -35,33 +35,46 @@ def fuzz_api(
     stop_process(server.process, timeout=30)
 
 
+def fuzz(
+    api: ApiServer, path: str, mode: GenerationMode, examples: int, check: Callable[[Any, Any], None]
+) -> Counter[int]:
+    """Run `examples` generated cases of `POST path` against the server; every answer must be below 500 within
+    its timeout, and a 4xx must give a reason; `check(case, response)` adds the operation's own checks. Returns
+    the statuses seen."""
+    schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json", timeout=10)
+    operation = schema[path]["POST"]
+    statuses: Counter[int] = Counter()
+    with requests.Session() as session:
+
+        @settings(
+            max_examples=examples,
+            deadline=None,
+            derandomize=True,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+        )
+        @given(case=operation.as_strategy(generation_mode=mode))
+        def one(case: Any) -> None:
+            response = case.call(base_url=api.url, session=session, timeout=ANSWER_TIMEOUT_S)
+            statuses[response.status_code] += 1
+            assert response.status_code < 500, (case.body, response.text[:300])
+            if response.status_code >= 400:
+                assert response.json()["reason"]
+            check(case, response)
+
+        one()
+    print(f"\nschemathesis {path} {mode.value}: {sum(statuses.values())} cases, {dict(sorted(statuses.items()))}")
+    assert "Traceback" not in api.log.read_text(errors="replace")
+    return statuses
+
+
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_predict_fuzzed_from_openapi_never_5xx(fuzz_api: ApiServer, mode: GenerationMode) -> None:
-    schema = schemathesis.openapi.from_url(f"{fuzz_api.url}/openapi.json", timeout=10)
-    operation = schema["/predict"]["POST"]
-    statuses: Counter[int] = Counter()
-    session = requests.Session()
-
-    @settings(
-        max_examples=MAX_EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=list(HealthCheck),
-        database=None,
-    )
-    @given(case=operation.as_strategy(generation_mode=mode))
-    def fuzz(case: Any) -> None:
-        response = case.call(base_url=fuzz_api.url, session=session, timeout=ANSWER_TIMEOUT_S)
-        statuses[response.status_code] += 1
-        assert response.status_code < 500, (case.body, response.text[:300])
+    def check(case: Any, response: Any) -> None:
         assert any(name.lower() == "x-request-id" for name in response.headers)
-        if response.status_code >= 400:
-            assert response.json()["reason"]
 
-    fuzz()
-    session.close()
+    statuses = fuzz(fuzz_api, "/predict", mode, MAX_EXAMPLES, check)
     total = sum(statuses.values())
-    print(f"\nschemathesis {mode.value}: {total} cases, statuses {dict(sorted(statuses.items()))}")
     assert total >= MAX_EXAMPLES // 2
     if mode is GenerationMode.POSITIVE:
         # the document promises what validation takes: schema-valid bodies are answered (a 413 for a too-large
@@ -71,69 +84,25 @@ def test_predict_fuzzed_from_openapi_never_5xx(fuzz_api: ApiServer, mode: Genera
         assert sum(n for s, n in statuses.items() if 400 <= s < 500) > 0
     assert fuzz_api.process.poll() is None  # still serving
     assert requests.get(f"{fuzz_api.url}/health", timeout=5).status_code == 200
-    assert "Traceback" not in fuzz_api.log.read_text(errors="replace")
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_outcomes_fuzzed_from_openapi_never_5xx(fuzz_api: ApiServer, mode: GenerationMode) -> None:
     """Every generated outcome (valid or broken on purpose) is an answer: 200 with counts, or a 4xx with a reason."""
-    schema = schemathesis.openapi.from_url(f"{fuzz_api.url}/openapi.json", timeout=10)
-    operation = schema["/outcomes"]["POST"]
-    statuses: Counter[int] = Counter()
-    session = requests.Session()
 
-    @settings(
-        max_examples=MAX_EXAMPLES // 2,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=list(HealthCheck),
-        database=None,
-    )
-    @given(case=operation.as_strategy(generation_mode=mode))
-    def fuzz(case: Any) -> None:
-        response = case.call(base_url=fuzz_api.url, session=session, timeout=ANSWER_TIMEOUT_S)
-        statuses[response.status_code] += 1
-        assert response.status_code < 500, (case.body, response.text[:300])
-        if response.status_code >= 400:
-            assert response.json()["reason"]
-        else:
+    def check(case: Any, response: Any) -> None:
+        if response.status_code < 400:
             assert response.json()["received"] >= 1
 
-    fuzz()
-    session.close()
-    print(f"\nschemathesis /outcomes {mode.value}: {dict(sorted(statuses.items()))}")
+    statuses = fuzz(fuzz_api, "/outcomes", mode, MAX_EXAMPLES // 2, check)
     assert sum(statuses.values()) >= MAX_EXAMPLES // 4
     if mode is GenerationMode.POSITIVE:
         assert statuses[200] > 0, statuses  # valid outcomes (of predictions never made: counted unknown)
-    assert "Traceback" not in fuzz_api.log.read_text(errors="replace")
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
 def test_v2_infer_fuzzed_from_openapi_never_5xx(fuzz_api: ApiServer, mode: GenerationMode) -> None:
     """Every generated V2 inference request is an answer: 200, or a 4xx naming the part and the reason."""
-    schema = schemathesis.openapi.from_url(f"{fuzz_api.url}/openapi.json", timeout=10)
-    operation = schema["/v2/models/{model_name}/infer"]["POST"]
-    statuses: Counter[int] = Counter()
-    session = requests.Session()
-
-    @settings(
-        max_examples=MAX_EXAMPLES // 2,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=list(HealthCheck),
-        database=None,
-    )
-    @given(case=operation.as_strategy(generation_mode=mode))
-    def fuzz(case: Any) -> None:
-        response = case.call(base_url=fuzz_api.url, session=session, timeout=ANSWER_TIMEOUT_S)
-        statuses[response.status_code] += 1
-        assert response.status_code < 500, (case.body, response.text[:300])
-        if response.status_code >= 400:
-            assert response.json()["reason"]
-
-    fuzz()
-    session.close()
-    print(f"\nschemathesis /v2 infer {mode.value}: {dict(sorted(statuses.items()))}")
+    statuses = fuzz(fuzz_api, "/v2/models/{model_name}/infer", mode, MAX_EXAMPLES // 2, lambda case, response: None)
     assert sum(statuses.values()) >= MAX_EXAMPLES // 4
     assert sum(n for s, n in statuses.items() if 400 <= s < 500) > 0  # the structure checks answer
-    assert "Traceback" not in fuzz_api.log.read_text(errors="replace")

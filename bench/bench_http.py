@@ -8,9 +8,10 @@ the ceiling of our own stack (same gunicorn/Flask configuration, constant answer
 Each server has one worker process, pinned to core 0 (`taskset`); the client is wrk (bench.loadgen), one thread,
 pinned to core 1, `--connections` keep-alive connections. Saturation: closed loop for `--seconds`, `--rounds`
 times, servers interleaved. Then each at 70% of its own saturation (paced), and ours at MLServer's 70% rate too,
-`--rounds` times interleaved: the median p99 is what "at <= its p99" compares (one run's p99 moved 3-15 ms). Ours does all its work on every request (V2 pandas form: validation by the
-record contract, encoding, the SQLite prediction log, metrics); MLServer gets the record pre-encoded as one FP32
-tensor (it cannot validate a raw record). Every figure is printed with the wrk command that produced it.
+`--rounds` times interleaved: the median p99 is what "at <= its p99" compares (one run's p99 moved 3-15 ms).
+Ours does all its work on every request (V2 pandas form: validation by the record contract, encoding, the SQLite
+prediction log, metrics); MLServer gets the record pre-encoded as one FP32 tensor (it cannot validate a raw
+record). Every figure is printed with the wrk command that produced it.
 """
 
 from __future__ import annotations

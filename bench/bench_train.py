@@ -87,16 +87,7 @@ def our_flow(settings: Any, trials: int) -> dict[str, float]:
 
     from model_orchestration.train_flow import model_tuning_and_uploading
 
-    overrides = {
-        "aws_endpoint_url": settings.aws_endpoint_url,
-        "mlflow_tracking_uri": settings.mlflow_tracking_uri,
-        "prefect_api_url": settings.prefect_api_url,
-        "state_dir": str(settings.state_dir),
-        "s3_bucket": settings.s3_bucket,
-        "run_id": None,
-        "train_threads": settings.train_threads,
-        "seed": settings.seed,
-    }
+    overrides = settings.flow_overrides(run_id=None)
     started = time.perf_counter()
     with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
         result = model_tuning_and_uploading(max_evals=trials, env="local", settings_overrides=overrides)

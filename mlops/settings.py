@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -22,6 +22,19 @@ PLACEHOLDER_SECRETS = {"", "test", "changeme", "change-me", "placeholder", "xxx"
 
 class ConfigurationError(RuntimeError):
     """A setting is missing or wrong; the message names the setting to fix."""
+
+
+# where a flow run's services and state are (Settings.flow_overrides)
+FLOW_OVERRIDE_FIELDS = (
+    "aws_endpoint_url",
+    "mlflow_tracking_uri",
+    "prefect_api_url",
+    "state_dir",
+    "s3_bucket",
+    "run_id",
+    "train_threads",
+    "seed",
+)
 
 
 class Settings(BaseSettings):
@@ -202,6 +215,13 @@ class Settings(BaseSettings):
     @property
     def model_cache_dir(self) -> Path:
         return self.state_dir / "model-cache"
+
+    def flow_overrides(self, **changes: Any) -> dict[str, Any]:
+        """The fields a flow run needs to reach the same services and state as these settings, as JSON values (a
+        Prefect parameter), plus `changes`: the `settings_overrides` tests and benchmarks give a flow to run it
+        against their own servers."""
+        picked = {name: getattr(self, name) for name in FLOW_OVERRIDE_FIELDS} | changes
+        return {name: str(value) if isinstance(value, Path) else value for name, value in picked.items()}
 
     def as_env(self) -> dict[str, str]:
         """These settings as environment variables, for child processes (supervisord programs, test servers).

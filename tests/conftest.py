@@ -98,22 +98,10 @@ def trained_run_id(settings: Settings, feature_snapshot: Any) -> str:
 
     from model_orchestration.train_flow import model_tuning_and_uploading
 
-    overrides = {
-        k: (str(v) if isinstance(v, Path) else v)
-        for k, v in settings.model_dump().items()
-        if k
-        in {
-            "aws_endpoint_url",
-            "mlflow_tracking_uri",
-            "prefect_api_url",
-            "state_dir",
-            "s3_bucket",
-            "run_id",
-            "train_threads",
-        }
-    }
     with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
-        result = model_tuning_and_uploading(max_evals=TEST_TRIALS, env="local", settings_overrides=overrides)
+        result = model_tuning_and_uploading(
+            max_evals=TEST_TRIALS, env="local", settings_overrides=settings.flow_overrides()
+        )
     return result["run_id"]
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -89,15 +88,9 @@ def test_daily_batch_flow_scores_and_fails_on_rejects(settings: Settings, model_
     s3 = aws.client("s3", settings)
     bucket = settings.s3_bucket
     upload_accounts(s3, bucket, "batch-flow/input", 2, 10, seed=5)
-    overrides = {
-        k: (str(v) if isinstance(v, Path) else v)
-        for k, v in settings.model_dump().items()
-        if k in {"aws_endpoint_url", "mlflow_tracking_uri", "prefect_api_url", "state_dir", "s3_bucket", "run_id"}
-    }
-    overrides |= {
-        "batch_input_uri": f"s3://{bucket}/batch-flow/input",
-        "batch_output_uri": f"s3://{bucket}/batch-flow/out",
-    }
+    overrides = settings.flow_overrides(
+        batch_input_uri=f"s3://{bucket}/batch-flow/input", batch_output_uri=f"s3://{bucket}/batch-flow/out"
+    )
     with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
         result = daily_batch_predictions(workers=1, env="local", settings_overrides=overrides)
         assert (result["scored"], result["rejected"], result["rows"]) == (2, 0, 20)

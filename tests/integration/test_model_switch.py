@@ -43,16 +43,7 @@ def second_run(settings: Settings, trained_run_id: str) -> Iterator[tuple[str, s
     client = MlflowClient(settings.mlflow_tracking_uri)
     first = client.get_model_version_by_alias(registry.model_name_for(settings), CHALLENGER)
     assert first.run_id == trained_run_id
-    overrides = {
-        "aws_endpoint_url": settings.aws_endpoint_url,
-        "mlflow_tracking_uri": settings.mlflow_tracking_uri,
-        "prefect_api_url": settings.prefect_api_url,
-        "state_dir": str(settings.state_dir),
-        "s3_bucket": settings.s3_bucket,
-        "run_id": None,
-        "train_threads": 1,
-        "seed": settings.seed + 1,
-    }
+    overrides = settings.flow_overrides(run_id=None, train_threads=1, seed=settings.seed + 1)
     try:
         with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
             result = model_tuning_and_uploading(max_evals=1, env="local", settings_overrides=overrides)

@@ -42,16 +42,7 @@ def train_version(settings: Settings, state: Path, model_name: str = MODEL_NAME)
 
     from model_orchestration.train_flow import model_tuning_and_uploading
 
-    overrides = {
-        "aws_endpoint_url": settings.aws_endpoint_url,
-        "mlflow_tracking_uri": settings.mlflow_tracking_uri,
-        "prefect_api_url": settings.prefect_api_url,
-        "state_dir": str(state),
-        "s3_bucket": settings.s3_bucket,
-        "run_id": None,
-        "train_threads": 1,
-        "model_name": model_name,
-    }
+    overrides = settings.flow_overrides(state_dir=str(state), run_id=None, train_threads=1, model_name=model_name)
     with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
         return model_tuning_and_uploading(max_evals=TEST_TRIALS, env="local", settings_overrides=overrides)["run_id"]
 

@@ -90,13 +90,7 @@ def test_a_second_spec_trains_and_serves_with_no_code_change(
     raw = tmp_path / "telco.csv"
     telco_frame().to_csv(raw, index=False)
     load_data(settings, spec, raw, rows=0, seed=1)
-    overrides = {
-        "aws_endpoint_url": settings.aws_endpoint_url,
-        "mlflow_tracking_uri": settings.mlflow_tracking_uri,
-        "state_dir": str(settings.state_dir),
-        "s3_bucket": settings.s3_bucket,
-        "train_threads": 1,
-    }
+    overrides = settings.flow_overrides(train_threads=1)
     client = MlflowClient(settings.mlflow_tracking_uri)
     churn_before = client.get_model_version_by_alias("churn-model", "challenger")
     with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):

@@ -12,14 +12,11 @@ bounded by `--requests` and `--max-seconds`. Prints p50/p99 and requests/s per r
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
 import shutil
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,58 +25,15 @@ sys.path.insert(0, str(ROOT))
 from bench.harness import (  # noqa: E402
     VENV_BIN,
     Result,
+    Target,
     bench_model,
     cache_model,
+    closed_loop,
     free_port,
     start_process,
     stop_process,
     wait_for_http,
 )
-
-
-def closed_loop(port: int, requests_: list[tuple[str, str, bytes | None]], concurrency: int, total: int,
-                max_seconds: float) -> Result:  # fmt: skip
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    counter = iter(range(total))
-    deadline = time.perf_counter() + max_seconds
-
-    def worker() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        mine: list[float] = []
-        failed = 0
-        for i in counter:
-            if time.perf_counter() > deadline:
-                break
-            method, path, body = requests_[i % len(requests_)]
-            started = time.perf_counter()
-            try:
-                headers = {"Content-Type": "application/json"} if body is not None else {}
-                connection.request(method, path, body=body, headers=headers)
-                response = connection.getresponse()
-                response.read()
-                ok = response.status == 200
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                ok = False
-            if ok:
-                mine.append(time.perf_counter() - started)
-            else:
-                failed += 1
-        connection.close()
-        with lock:
-            latencies.extend(mine)
-            errors[0] += failed
-
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return Result(time.perf_counter() - started, latencies, errors[0])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -132,16 +86,20 @@ def main(argv: list[str] | None = None) -> None:
         f"online store {online_uri.split('://')[0]} with {len(rows)} customers; prediction log on (SQLite)"
     )
     log = scratch / "api.log"
+
+    def target(calls: list[tuple[str, str, bytes | None]]) -> Target:
+        return Target("api", port, "", [], calls)
+
     process = start_process([str(VENV_BIN / "python"), "-m", "server.predict_api"], log, env)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", 180, process, log)
-        closed_loop(port, by_id, args.concurrency, 300, 30)  # warm both paths
-        closed_loop(port, full, args.concurrency, 300, 30)
+        closed_loop(target(by_id), args.concurrency, 300, 30)  # warm both paths
+        closed_loop(target(full), args.concurrency, 300, 30)
         print(f"\n{'round':<6} {'path':<28} {'requests':>9} {'errors':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
         totals: dict[str, list[Result]] = {"by id": [], "full record": []}
         for round_ in range(1, args.rounds + 1):
             for name, requests_ in (("by id", by_id), ("full record", full)):
-                result = closed_loop(port, requests_, args.concurrency, args.requests, args.max_seconds)
+                result = closed_loop(target(requests_), args.concurrency, args.requests, args.max_seconds)
                 totals[name].append(result)
                 label = "GET /customers/<id>/churn" if name == "by id" else "POST /predict (full record)"
                 print(

@@ -32,10 +32,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass
 class Target:
+    """Where the load goes: `POST path` with the bodies in turn, or, with `calls`, each (method, path, body)."""
+
     name: str
     port: int
     path: str
     bodies: list[bytes]
+    calls: list[tuple[str, str, bytes | None]] | None = None
+
+    def call(self, i: int) -> tuple[str, str, bytes | None]:
+        if self.calls:
+            return self.calls[i % len(self.calls)]
+        return "POST", self.path, self.bodies[i % len(self.bodies)]
 
 
 @dataclass
@@ -53,94 +61,97 @@ class Result:
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1e3 if ordered else float("nan")
 
 
-def _post(connection: http.client.HTTPConnection, target: Target, body: bytes) -> bool:
-    connection.request("POST", target.path, body=body, headers={"Content-Type": "application/json"})
-    response = connection.getresponse()
-    response.read()
-    return response.status == 200
+class _Client:
+    """One keep-alive connection per load thread; reconnects after a failed request (counted as an error)."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.connection = http.client.HTTPConnection("127.0.0.1", target.port, timeout=30)
+
+    def send(self, i: int) -> bool:
+        method, path, body = self.target.call(i)
+        try:
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            self.connection.request(method, path, body=body, headers=headers)
+            response = self.connection.getresponse()
+            response.read()
+            return response.status == 200
+        except (OSError, http.client.HTTPException):
+            self.connection.close()
+            self.connection = http.client.HTTPConnection("127.0.0.1", self.target.port, timeout=30)
+            return False
+
+    def close(self) -> None:
+        self.connection.close()
 
 
-def closed_loop(target: Target, concurrency: int, total: int, max_seconds: float) -> Result:
+def _in_threads(concurrency: int, work: Any) -> tuple[list[float], int]:
+    """Run `work() -> (latencies, errors)` on `concurrency` threads; all their latencies and errors."""
     latencies: list[float] = []
     errors = [0]
     lock = threading.Lock()
-    counter = iter(range(total))
-    deadline = time.perf_counter() + max_seconds
 
-    def worker() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", target.port, timeout=30)
-        mine: list[float] = []
-        failed = 0
-        for i in counter:  # the shared iterator hands out the bounded count
-            if time.perf_counter() > deadline:
-                break
-            started = time.perf_counter()
-            try:
-                ok = _post(connection, target, target.bodies[i % len(target.bodies)])
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", target.port, timeout=30)
-                ok = False
-            if ok:
-                mine.append(time.perf_counter() - started)
-            else:
-                failed += 1
-        connection.close()
+    def thread_main() -> None:
+        mine, failed = work()
         with lock:
             latencies.extend(mine)
             errors[0] += failed
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    started = time.perf_counter()
+    threads = [threading.Thread(target=thread_main) for _ in range(concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    return Result(time.perf_counter() - started, latencies, errors[0])
+    return latencies, errors[0]
+
+
+def closed_loop(target: Target, concurrency: int, total: int, max_seconds: float) -> Result:
+    counter = iter(range(total))
+    deadline = time.perf_counter() + max_seconds
+
+    def work() -> tuple[list[float], int]:
+        client, mine, failed = _Client(target), [], 0
+        for i in counter:  # the shared iterator hands out the bounded count
+            if time.perf_counter() > deadline:
+                break
+            started = time.perf_counter()
+            if client.send(i):
+                mine.append(time.perf_counter() - started)
+            else:
+                failed += 1
+        client.close()
+        return mine, failed
+
+    started = time.perf_counter()
+    latencies, errors = _in_threads(concurrency, work)
+    return Result(time.perf_counter() - started, latencies, errors)
 
 
 def open_loop(target: Target, rate: float, seconds: float, concurrency: int) -> Result:
     """Requests scheduled at a fixed rate, spread over `concurrency` connections; latency from the schedule."""
-    latencies: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
     count = int(rate * seconds)
     start = time.perf_counter() + 0.2
-    schedule = iter(start + i / rate for i in range(count))
+    schedule = iter(enumerate(start + i / rate for i in range(count)))
     give_up = start + 2 * seconds + 5  # bounded time even when the server falls behind (late ones count as errors)
 
-    def worker() -> None:
-        connection = http.client.HTTPConnection("127.0.0.1", target.port, timeout=30)
-        mine: list[float] = []
-        failed = 0
-        for i, due in enumerate(schedule):
+    def work() -> tuple[list[float], int]:
+        client, mine, failed = _Client(target), [], 0
+        for i, due in schedule:
             if time.perf_counter() > give_up:  # far behind schedule: the server cannot take this rate
                 failed += 1
                 continue
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            try:
-                ok = _post(connection, target, target.bodies[i % len(target.bodies)])
-            except (OSError, http.client.HTTPException):
-                connection.close()
-                connection = http.client.HTTPConnection("127.0.0.1", target.port, timeout=30)
-                ok = False
-            if ok:
+            if client.send(i):
                 mine.append(time.perf_counter() - due)
             else:
                 failed += 1
-        connection.close()
-        with lock:
-            latencies.extend(mine)
-            errors[0] += failed
+        client.close()
+        return mine, failed
 
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return Result(time.perf_counter() - start, latencies, errors[0])
+    latencies, errors = _in_threads(concurrency, work)
+    return Result(time.perf_counter() - start, latencies, errors)
 
 
 def sample_records(spec: Any, n: int = 500) -> list[dict[str, Any]]:

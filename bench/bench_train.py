@@ -35,42 +35,20 @@ GOAL = 1.3
 
 
 def bare_loop(settings: Any, spec: Any, trials: int) -> dict[str, float]:
-    """The same work without MLflow or Prefect: read, split, TPE over the space, refit the best, score the test set."""
-    import numpy as np
-    from hyperopt import STATUS_OK, Trials, fmin, space_eval, tpe
-
+    """The same work without MLflow or Prefect: read, split, the same TPE search (`training.search`, no trial
+    hook), refit the best, score the test set."""
     from mlops import training
 
     started = time.perf_counter()
     frame = _read_features(settings, spec)
     data = training.split_data(frame, spec, settings.seed)
     prepared = time.perf_counter()
-
-    def objective(params: dict[str, Any]) -> dict[str, Any]:
-        result = training.fit_trial(data, params, settings.seed, settings.train_threads)
-        return {"loss": 1.0 - result.metrics["valid_auc"], "status": STATUS_OK, "rounds": result.best_rounds}
-
-    history = Trials()
-    best = fmin(
-        objective,
-        training.SEARCH_SPACE,
-        algo=tpe.suggest,
-        max_evals=trials,
-        trials=history,
-        rstate=np.random.default_rng(settings.seed),
-        show_progressbar=False,
-    )
+    found = training.search(data, trials, settings.seed, settings.train_threads)
     tuned = time.perf_counter()
-    params = space_eval(training.SEARCH_SPACE, best)
-    rounds = history.best_trial["result"]["rounds"]
-    booster = training.refit(data, params, rounds, settings.seed, settings.train_threads)
+    booster = training.refit(data, found.params, found.rounds, settings.seed, settings.train_threads)
     training.score(data.y_test, booster.inplace_predict(data.x_test))
     done = time.perf_counter()
-    return {
-        "total": done - started,
-        "tuning": tuned - prepared,
-        "valid_auc": 1 - history.best_trial["result"]["loss"],
-    }
+    return {"total": done - started, "tuning": tuned - prepared, "valid_auc": found.valid_auc}
 
 
 def _read_features(settings: Any, spec: Any) -> Any:

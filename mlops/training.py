@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import xgboost as xgb
-from hyperopt import hp
+from hyperopt import STATUS_OK, Trials, fmin, hp, space_eval, tpe
 from hyperopt.pyll import scope
 from sklearn.metrics import (
     average_precision_score,
@@ -136,6 +137,51 @@ def fit_trial(split: Split, params: dict[str, Any], seed: int, nthread: int) -> 
         "best_rounds": float(best_rounds),
     }
     return TrialResult(booster=booster, params=params, best_rounds=best_rounds, metrics=metrics)
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    params: dict[str, Any]  # the best trial's, as the search space gives them (space_eval)
+    rounds: int  # its boosting rounds at early stopping
+    valid_auc: float
+    trials: int
+
+
+TrialHook = Callable[[int, TrialResult, float, float], None]  # (trial number, result, started, ended: epoch s)
+
+
+def search(
+    split: Split,
+    max_evals: int,
+    seed: int,
+    nthread: int,
+    on_trial: TrialHook | None = None,
+    show_progress: bool = False,
+) -> SearchOutcome:
+    """TPE over SEARCH_SPACE minimizing 1 - validation AUC, seeded. `on_trial` runs after every fit: the flow logs
+    the trial to MLflow there, the bare loop of bench/bench_train.py passes nothing; both run this one search."""
+    history = Trials()
+
+    def objective(params: dict[str, Any]) -> dict[str, Any]:
+        started = time.time()
+        result = fit_trial(split, params, seed, nthread)
+        if on_trial is not None:
+            on_trial(len(history.trials), result, started, time.time())
+        return {"loss": 1.0 - result.metrics["valid_auc"], "status": STATUS_OK, "rounds": result.best_rounds}
+
+    best = fmin(
+        objective,
+        SEARCH_SPACE,
+        algo=tpe.suggest,
+        max_evals=max_evals,
+        trials=history,
+        rstate=np.random.default_rng(seed),
+        show_progressbar=show_progress,
+    )
+    result = history.best_trial["result"]
+    return SearchOutcome(
+        space_eval(SEARCH_SPACE, best), int(result["rounds"]), 1.0 - result["loss"], len(history.trials)
+    )
 
 
 def refit(split: Split, params: dict[str, Any], rounds: int, seed: int, nthread: int) -> xgb.Booster:

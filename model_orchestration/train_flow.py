@@ -21,10 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 import requests
-from hyperopt import STATUS_OK, Trials, fmin, space_eval, tpe
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
@@ -88,34 +86,16 @@ def tune(
     logger = get_run_logger()
     experiment_id = mlflow.get_run(parent_run_id).info.experiment_id
     client = MlflowClient(settings.mlflow_tracking_uri)
-    best: dict[str, Any] = {"loss": np.inf}
-
     trial_log = TrialLogger(client, experiment_id, parent_run_id)  # MLflow written beside the fits, not between
 
-    def objective(params: dict[str, Any]) -> dict[str, Any]:
-        started = time.time()
-        result = training.fit_trial(data, params, settings.seed, settings.train_threads)
-        trial_number = len(trials.trials)
-        trial_log.submit(Trial(trial_number, params, result.metrics, int(started * 1000), int(time.time() * 1000)))
-        loss = 1.0 - result.metrics["valid_auc"]
-        if loss < best["loss"]:
-            best.update(loss=loss, rounds=result.best_rounds)
+    def on_trial(number: int, result: training.TrialResult, started: float, ended: float) -> None:
+        trial_log.submit(Trial(number, result.params, result.metrics, int(started * 1000), int(ended * 1000)))
         if not show_progress:
-            logger.info("trial %d/%d valid AUC %.4f", trial_number, max_evals, result.metrics["valid_auc"])
-        return {"loss": loss, "status": STATUS_OK, "rounds": result.best_rounds}
+            logger.info("trial %d/%d valid AUC %.4f", number, max_evals, result.metrics["valid_auc"])
 
-    trials = Trials()
     tuning_started = time.perf_counter()
     try:
-        best_point = fmin(
-            objective,
-            training.SEARCH_SPACE,
-            algo=tpe.suggest,
-            max_evals=max_evals,
-            trials=trials,
-            rstate=np.random.default_rng(settings.seed),
-            show_progressbar=show_progress,
-        )
+        found = training.search(data, max_evals, settings.seed, settings.train_threads, on_trial, show_progress)
     except BaseException:
         with contextlib.suppress(Exception):  # the tuning's own error is the one to report
             trial_log.close(timeout=30)
@@ -130,10 +110,8 @@ def tune(
         logged,
         time.perf_counter() - fitted,
     )
-    best_params = space_eval(training.SEARCH_SPACE, best_point)
-    rounds = trials.best_trial["result"]["rounds"]
-    logger.info("best validation AUC %.4f after %d trials", 1 - trials.best_trial["result"]["loss"], max_evals)
-    return best_params, rounds, 1 - float(trials.best_trial["result"]["loss"])
+    logger.info("best validation AUC %.4f after %d trials", found.valid_auc, found.trials)
+    return found.params, found.rounds, found.valid_auc
 
 
 @task(name="refit, score and register", cache_policy=NONE)

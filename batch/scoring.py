@@ -162,7 +162,7 @@ def parse_block(
             header, body, rows = simple
             groups.setdefault(header, []).append((name, data, body, rows))
     for header, members in groups.items():
-        split = _parse_group(header, members, types) if len(members) > 1 and types else None
+        split = _parse_group(header, members, types) if len(members) > 1 and types is not None else None
         if split is None:
             split = {name: _parse_one(name, data, types) for name, data, _, _ in members}
         found.update(split)

@@ -36,17 +36,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import mlserver_peer  # noqa: E402
-from bench.harness import (  # noqa: E402
-    VENV_BIN,
-    bench_model,
-    cache_model,
-    free_port,
-    sample_records,
-    start_process,
-    stop_process,
-    wait_for_http,
-)
+from bench.harness import bench_model, cache_model, sample_records  # noqa: E402
 from bench.loadgen import Wrk, pinned, run_wrk  # noqa: E402
+from native.throwaway import VENV_BIN, free_port, start_process, stop_process, wait_for_http  # noqa: E402
 
 SERVER_CORE, CLIENT_CORE = 0, 1
 GOAL_VS_MLSERVER, GOAL_VS_CEILING = 1.5, 0.6

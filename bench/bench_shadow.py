@@ -21,19 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import (  # noqa: E402
-    VENV_BIN,
-    Target,
-    bench_model,
-    cache_model,
-    closed_loop,
-    free_port,
-    open_loop,
-    sample_records,
-    start_process,
-    stop_process,
-    wait_for_http,
-)
+from bench.harness import Target, bench_model, cache_model, closed_loop, open_loop, sample_records  # noqa: E402
+from native.throwaway import VENV_BIN, free_port, start_process, stop_process, wait_for_http  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -22,19 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.harness import (
-    VENV_BIN,
-    Target,
-    bench_model,
-    cache_model,
-    closed_loop,
-    free_port,
-    open_loop,
-    sample_records,
-    start_process,
-    stop_process,
-    wait_for_http,
-)
+from bench.harness import Target, bench_model, cache_model, closed_loop, open_loop, sample_records
+from native.throwaway import VENV_BIN, free_port, start_process, stop_process, wait_for_http
 
 
 def worker_pids(master: int) -> list[int]:

@@ -29,7 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import start_registry_servers  # noqa: E402
+from native.throwaway import start_registry_servers  # noqa: E402
 
 GOAL = 1.3
 

@@ -1,4 +1,5 @@
-"""What the benchmarks share: servers started and stopped, a Python load client, the model they serve.
+"""What the benchmarks share: a Python load client and the model they serve (servers are started and stopped by
+native.throwaway, as the tests start theirs).
 
 The Python client (`closed_loop`, `open_loop`: threads with keep-alive `http.client` connections) is for
 comparisons where both sides pay the same client cost (by id vs full record, shadow on vs off, the soak test).
@@ -14,20 +15,10 @@ import http.client
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from native.throwaway import (  # noqa: F401  (the benchmarks import these from here)
-    VENV_BIN,
-    free_port,
-    start_process,
-    start_registry_servers,
-    stop_process,
-    wait_for_http,
-)
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -85,7 +76,7 @@ class _Client:
         self.connection.close()
 
 
-def _in_threads(concurrency: int, work: Any) -> tuple[list[float], int]:
+def _in_threads(concurrency: int, work: Callable[[], tuple[list[float], int]]) -> tuple[list[float], int]:
     """Run `work() -> (latencies, errors)` on `concurrency` threads; all their latencies and errors."""
     latencies: list[float] = []
     errors = [0]

@@ -22,6 +22,7 @@ import pandas as pd
 from evidently import BinaryClassification, DataDefinition, Dataset, Report
 from evidently.presets import ClassificationPreset, DataDriftPreset
 
+from mlops.atomic_file import write_atomic
 from mlops.performance import NotEnough, Performance, realized
 from mlops.spec import FeatureSpec
 from monitoring.evidently_service.drift import (
@@ -204,17 +205,10 @@ def add_quality_section(report_path: Path, section: str) -> None:
     page = report_path.read_text(encoding="utf-8")
     match = re.search(r"<body[^>]*>", page)
     at = match.end() if match else 0
-    write_atomically(report_path, page[:at] + section + page[at:])
+    write_atomic(report_path, page[:at] + section + page[at:])
 
 
 # ------------------------------------------------------------------------------------------- the reports folder
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scratch = path.with_name(f".{path.name}.tmp")
-    scratch.write_text(text, encoding="utf-8")
-    os.replace(scratch, path)
-
-
 def read_manifest(folder: Path) -> list[dict[str, Any]]:
     path = folder / MANIFEST
     if not path.exists():
@@ -228,7 +222,7 @@ def read_manifest(folder: Path) -> list[dict[str, Any]]:
 
 def add_to_manifest(folder: Path, summary: ReportSummary) -> list[dict[str, Any]]:
     entries = [e for e in read_manifest(folder) if e["file"] != summary.file] + [summary.as_dict()]
-    write_atomically(folder / MANIFEST, json.dumps(entries, indent=2))
+    write_atomic(folder / MANIFEST, json.dumps(entries, indent=2))
     return entries
 
 
@@ -292,7 +286,7 @@ rows in red: at least {DATASET_DRIFT_SHARE:.0%} of the features drifted. Updated
 
 def write_index(folder: Path, generated: datetime) -> Path:
     path = folder / INDEX
-    write_atomically(path, render_index(index_rows(folder, read_manifest(folder)), generated))
+    write_atomic(path, render_index(index_rows(folder, read_manifest(folder)), generated))
     return path
 
 

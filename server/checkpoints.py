@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from mlops.atomic_file import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -95,26 +95,3 @@ class CheckpointStore:
             },
         }
         write_atomic(self.path, json.dumps(payload, indent=2))
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a temp file in the same folder, fsync, rename over `path`: readers see old or new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        directory = os.open(path.parent, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)

@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import mmap
-import os
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from mlops import registry
+from mlops.atomic_file import write_atomic
 from mlops.aws import ServiceUnavailable
 from mlops.contract import validator_for
 from mlops.model import ModelBundle
@@ -138,10 +138,7 @@ def _last_served(cache_dir: Path) -> str | None:
 
 
 def remember_served(cache_dir: Path, run_id: str) -> None:
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    temporary = cache_dir / f".{LAST_SERVED}.tmp"
-    temporary.write_text(json.dumps({"run_id": run_id}))
-    temporary.replace(cache_dir / LAST_SERVED)
+    write_atomic(cache_dir / LAST_SERVED, json.dumps({"run_id": run_id}))
 
 
 # ---------------------------------------------------------------------------------------------- hot model switch
@@ -233,10 +230,7 @@ class SwitchBoard:
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             current = int(json.loads(self.path.read_text())["generation"])
         order: dict[str, Any] = {"generation": max(current, self.generation) + 1, "run_id": run_id, "source": source}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(order))
-        temporary.replace(self.path)
+        write_atomic(self.path, json.dumps(order))
         self._write_counter(order["generation"])  # after the order: a reader that sees it finds the order there
         order["_stamp"] = self._stamp()
         return order

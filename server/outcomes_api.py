@@ -13,12 +13,13 @@ import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, request
+from flask import Flask
 
 from mlops.contract import RecordError
 from mlops.outcomes import contract_for
 from mlops.prediction_log import StoreUnavailable
 from mlops.spec import FeatureSpec
+from server.request_body import read_body
 
 if TYPE_CHECKING:
     from mlops.outcome_store import OutcomeStore
@@ -60,7 +61,7 @@ def register_outcomes(app: Flask, state: ApiState, parse_body: Any, api_error: t
 
     @app.post("/outcomes")
     def outcomes() -> tuple[dict[str, Any], int]:
-        records, single = parse_body(request.get_data(cache=False), state.settings.max_batch_records)
+        records, single = parse_body(read_body(), state.settings.max_batch_records)
         contract = contract_for(spec())
         try:
             parsed = [contract(record, None if single else i) for i, record in enumerate(records)]

@@ -31,6 +31,7 @@ from mlops.outcomes import REQUEST_ID_PATTERN, SANE_REQUEST_ID
 from mlops.prediction_log import new_id
 from mlops.settings import Settings, load_settings
 from mlops.spec import FeatureSpec
+from server.request_body import drain_unread_body, read_body
 
 if TYPE_CHECKING:
     from server.model_service import ModelService
@@ -266,8 +267,7 @@ def create_app(
     @app.after_request
     def finish(response: Response) -> Response:
         response.headers[REQUEST_ID_HEADER] = getattr(g, "request_id", None) or new_id()
-        if response.status_code in REFUSED_BEFORE_BODY:
-            _keep_connection_usable(response)
+        drain_unread_body(cap=4 * settings.max_body_bytes)
         endpoint = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
         metrics.requests.labels(endpoint=endpoint, status=str(response.status_code)).inc()
         if hasattr(g, "started"):
@@ -337,7 +337,7 @@ def create_app(
 
     @app.post("/predict")
     def predict() -> Any:
-        records, single = _parse_body(request.get_data(cache=False), settings.max_batch_records)
+        records, single = _parse_body(read_body(), settings.max_batch_records)
         valid, probabilities, run_id, spec = score(records, indexed=not single)
         id_column = spec.id_column
         answers = [_answer(p, run_id, record, id_column) for p, record in zip(probabilities, valid, strict=True)]
@@ -659,23 +659,6 @@ def _parse_body(body: bytes, max_records: int) -> tuple[list[Any], bool]:
     raise ApiError(
         400, "invalid body", f"expected a JSON object or a list of objects, got {type(parsed).__name__}", "(body)"
     )
-
-
-REFUSED_BEFORE_BODY = frozenset({401, 403, 429})
-DRAIN_LIMIT_BYTES = 64 * 1024
-
-
-def _keep_connection_usable(response: Response) -> None:
-    """A call refused before its body was read: read a small body so the keep-alive connection stays in step;
-    a large one is not worth reading for a refused caller, so the connection closes instead."""
-    try:
-        length = request.content_length
-        if length is not None and length <= DRAIN_LIMIT_BYTES:
-            request.get_data(cache=False)
-            return
-    except Exception:  # a broken body: the connection cannot be reused anyway
-        log.debug("could not drain a refused request's body", exc_info=True)
-    response.headers["Connection"] = "close"
 
 
 def _to_sinks(

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Flask, Response, g, request
 
 from mlops.outcomes import SANE_REQUEST_ID
+from server.request_body import read_body
 
 if TYPE_CHECKING:
     from mlops.spec import FeatureSpec
@@ -163,7 +164,7 @@ def register_v2(app: Flask, state: ApiState, api_error: type[Exception], score: 
     @app.post("/v2/models/<name>/versions/<version>/infer")
     def infer(name: str, version: str | None = None) -> Response:
         _, served_name = served(name, version)
-        body = _parse(request.get_data(cache=False), fail)
+        body = _parse(read_body(), fail)
         rows, columns = _rows(body, state.settings.max_batch_records, fail)
         wanted = _wanted_outputs(body, fail)
         given_id = body.get("id")

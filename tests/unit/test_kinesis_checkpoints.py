@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from server.checkpoints import CheckpointStore, ShardCheckpoint, write_atomic
+from mlops.atomic_file import write_atomic
+from server.checkpoints import CheckpointStore, ShardCheckpoint
 
 
 def test_checkpoints_survive_a_new_instance(tmp_path: Path) -> None:

@@ -12,11 +12,15 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write a temporary file in the same folder, fsync, rename over `path`, fsync the folder (a durable rename)."""
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write a temporary file in the same folder, fsync, rename over `path`, fsync the folder (a durable rename).
+
+    `mode`: mkstemp creates 0600, which other users cannot read: the reports' nginx (another user, in its own
+    container) answered 403 for every page written that way."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

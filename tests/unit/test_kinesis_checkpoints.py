@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mlops.atomic_file import write_atomic
 from server.checkpoints import CheckpointStore, ShardCheckpoint
 
 
@@ -45,11 +44,3 @@ def test_checkpoints_of_a_recreated_stream_are_discarded(tmp_path: Path) -> None
 def test_a_corrupt_file_means_start_from_the_oldest_record(tmp_path: Path) -> None:
     (tmp_path / "predictions.json").write_text('{"shards": ')
     assert CheckpointStore(tmp_path, "predictions").all() == {}
-
-
-def test_write_atomic_replaces_whole_content(tmp_path: Path) -> None:
-    target = tmp_path / "f.json"
-    write_atomic(target, "x" * 1000)
-    write_atomic(target, "short")
-    assert target.read_text() == "short"
-    assert list(tmp_path.iterdir()) == [target]

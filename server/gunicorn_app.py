@@ -51,6 +51,30 @@ def _on_starting(server: Any) -> None:
     directory.mkdir(parents=True, exist_ok=True)
 
 
+_PID = [0]
+
+
+def _cached_pid() -> int:
+    return _PID[0]
+
+
+def _refresh_cached_pid() -> None:
+    _PID[0] = os.getpid()
+
+
+def use_cached_pid_for_metrics() -> None:
+    """prometheus_client's multiprocess values ask `os.getpid()` on every inc and observe (to notice a fork): a
+    system call each, ~5% of a worker's GIL time at saturation (py-spy). The same check against a pid refreshed
+    after every fork (`os.register_at_fork`), through the `process_identifier` hook prometheus_client offers for
+    this. Must run before the first metric is made (metrics take `values.ValueClass` when they are created)."""
+    from prometheus_client import values
+
+    if not _PID[0]:  # once per process: at-fork hooks cannot be removed
+        os.register_at_fork(after_in_child=_refresh_cached_pid)
+    _refresh_cached_pid()
+    values.ValueClass = values.MultiProcessValue(process_identifier=_cached_pid)
+
+
 def _child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
@@ -221,6 +245,7 @@ def run(
     check_startup(settings)  # env=cloud without API_KEY: refuse here, before forking any worker
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir_for(settings))
+    use_cached_pid_for_metrics()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
     from server.model_service import SwitchBoard
 

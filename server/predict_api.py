@@ -15,7 +15,6 @@ SwitchBoard file they check on every request; SIGHUP to the gunicorn master does
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from mlops import json_text
 from mlops.outcomes import REQUEST_ID_PATTERN, SANE_REQUEST_ID
 from mlops.prediction_log import new_id
 from mlops.settings import Settings, load_settings
@@ -264,14 +264,24 @@ def create_app(
 
     install_rate_limit(app, settings)  # its before_request runs after `start`
 
+    by_endpoint: dict[tuple[str, int], tuple[Any, Any]] = {}  # the metrics' label children, made once each
+
     @app.after_request
     def finish(response: Response) -> Response:
         response.headers[REQUEST_ID_HEADER] = getattr(g, "request_id", None) or new_id()
         drain_unread_body(cap=4 * settings.max_body_bytes)
         endpoint = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
-        metrics.requests.labels(endpoint=endpoint, status=str(response.status_code)).inc()
-        if hasattr(g, "started"):
-            metrics.latency.labels(endpoint=endpoint).observe(time.perf_counter() - g.started)
+        key = (endpoint, response.status_code)
+        children = by_endpoint.get(key)
+        if children is None:  # routes and statuses are few: this stays small
+            children = by_endpoint[key] = (
+                metrics.requests.labels(endpoint=endpoint, status=str(response.status_code)),
+                metrics.latency.labels(endpoint=endpoint),
+            )
+        children[0].inc()
+        started = g.get("started")
+        if started is not None:
+            children[1].observe(time.perf_counter() - started)
         return response
 
     # ------------------------------------------------------------------ errors: always JSON
@@ -341,9 +351,7 @@ def create_app(
         valid, probabilities, run_id, spec = score(records, indexed=not single)
         id_column = spec.id_column
         answers = [_answer(p, run_id, record, id_column) for p, record in zip(probabilities, valid, strict=True)]
-        if single:
-            return answers[0]
-        return Response(json.dumps(answers), mimetype="application/json")
+        return Response(json_text.dumps(answers[0] if single else answers), mimetype="application/json")
 
     @app.get("/health")
     def health() -> tuple[dict[str, Any], int]:
@@ -641,7 +649,7 @@ def _parse_body(body: bytes, max_records: int) -> tuple[list[Any], bool]:
     if not body.strip():
         raise ApiError(400, "invalid JSON", "the body is empty; send a JSON object or a list of objects", "(body)")
     try:
-        parsed = json.loads(body)
+        parsed = json_text.loads(body)
     except RecursionError:
         raise ApiError(400, "invalid JSON", "the body is nested too deeply", "(body)") from None
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
@@ -666,12 +674,13 @@ def _to_sinks(
 ) -> None:
     if not state.sinks:
         return
-    from mlops.prediction_log import make_entry
+    from mlops.prediction_log import make_entry, utc_now_iso
     from server.sinks import submit_all
 
     request_id = g.request_id
+    answered = utc_now_iso()  # one call, one moment: every record of a batch is answered at once
     entries = [
-        make_entry(r, p, run_id, "http", request_id, customer_id=r.get(id_column) if id_column else None)
+        make_entry(r, p, run_id, "http", request_id, answered, customer_id=r.get(id_column) if id_column else None)
         for r, p in zip(records, probabilities, strict=True)
     ]
     submit_all(state.sinks, entries)

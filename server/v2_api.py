@@ -18,13 +18,13 @@ under (so an outcome can name it); the answer's `id` is the request id either wa
 
 from __future__ import annotations
 
-import json as std_json
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, request
 
+from mlops import json_text
 from mlops.outcomes import SANE_REQUEST_ID
 from server.request_body import read_body
 
@@ -191,7 +191,7 @@ def register_v2(app: Flask, state: ApiState, api_error: type[Exception], score: 
             "parameters": {"model_run_id": run_id},
             "outputs": outputs,
         }
-        return Response(std_json.dumps(answer), mimetype="application/json")
+        return Response(json_text.dumps(answer), mimetype="application/json")
 
 
 ALL = frozenset({OUTPUT, "*"})
@@ -201,7 +201,7 @@ def _parse(raw: bytes, fail: Callable[..., Exception]) -> dict[str, Any]:
     if not raw.strip():
         return _invalid(fail, "the body is empty; send an inference request (an object with inputs)", "(body)")
     try:
-        body = std_json.loads(raw)
+        body = json_text.loads(raw)
     except RecursionError:
         return _invalid(fail, "the body is nested too deeply", "(body)", "invalid JSON")
     except ValueError as error:

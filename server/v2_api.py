@@ -183,7 +183,10 @@ def register_v2(app: Flask, state: ApiState, api_error: type[Exception], score: 
                 {"name": OUTPUT, "shape": [len(records)], "datatype": "FP64", "data": probabilities.tolist()}
             )
         if id_column and id_column in columns and (id_column in wanted or wanted is ALL):
-            outputs.append(columns[id_column] | {"name": id_column})
+            sent = columns[id_column]
+            outputs.append(
+                {"shape": sent["shape"], "datatype": sent["datatype"], "data": sent["data"], "name": id_column}
+            )
         answer = {
             "model_name": served_name,
             "model_version": run_id,
@@ -218,41 +221,65 @@ def _invalid(fail: Callable[..., Exception], reason: str, field: str, error: str
 def _rows(
     body: dict[str, Any], max_records: int, fail: Callable[..., Exception]
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """The request's inputs as rows (one dict per row, keyed by input name) and each input as given, by name."""
+    """The request's inputs as rows (one dict per row, keyed by input name) and each input tensor as sent, by name."""
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         _invalid(fail, "inputs must be a non-empty list of tensors (one per column)", "inputs")
+    found = _fast_rows(inputs)
+    if found is not None:
+        return found
     columns: dict[str, dict[str, Any]] = {}
     values: dict[str, list[Any]] = {}
     n_rows: int | None = None
     for i, tensor in enumerate(inputs):
-        name, datatype, shape, data, flat = _fast_column(tensor, columns) or _column(tensor, i, columns, fail)
+        name, shape, flat = _fast_column(tensor, columns) or _column(tensor, i, columns, fail)
         if n_rows is None:
             n_rows = shape[0]
         elif shape[0] != n_rows:
             reason = f"every input needs the same number of rows: {n_rows} before, {shape[0]} here"
             _invalid(fail, reason, f"inputs[{i}]")
-        columns[name] = {"shape": shape, "datatype": datatype, "data": data}
+        columns[name] = tensor
         values[name] = flat
     assert n_rows is not None
     if n_rows == 0:
         _invalid(fail, "send at least one row", "inputs")
     if n_rows > max_records:
         raise fail(413, "too many records", f"a request may hold at most {max_records} rows, got {n_rows}", "inputs")
-    if n_rows == 1:
-        return [{name: column[0] for name, column in values.items()}], columns
     names = list(values)
     return [{name: values[name][row] for name in names} for row in range(n_rows)], columns
 
 
-Column = tuple[str, str, list[int], list[Any], list[Any]]  # name, datatype, shape, data as sent, flat values
 FAST_NUMBERS = {"FP16": (int, float), "FP32": (int, float), "FP64": (int, float), "INT64": (int,), "INT32": (int,)}
 
 
-def _fast_column(tensor: Any, seen: dict[str, Any]) -> Column | None:
-    """The common well-formed input (shape [n], plain values) without the per-field checks of `_column`; None
-    for anything else, which `_column` then accepts or refuses with the part named. (It was a tenth of a
-    request's time at saturation.)"""
+def _fast_rows(inputs: list[Any]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]] | None:
+    """The common well-formed request of one row (every input shape [1], a plain value) in one pass, without the
+    per-part checks of `_column`; None for anything else, which the general path then accepts or refuses with the
+    part named. (The general path was a tenth of a request's time at saturation.)"""
+    row: dict[str, Any] = {}
+    columns: dict[str, dict[str, Any]] = {}
+    for tensor in inputs:
+        if type(tensor) is not dict:
+            return None
+        name, data = tensor.get("name"), tensor.get("data")
+        if type(name) is not str or not name or name in row or tensor.get("shape") != [1]:
+            return None
+        if type(data) is not list or len(data) != 1:
+            return None
+        value = data[0]
+        datatype = tensor.get("datatype")
+        if datatype == "BYTES":
+            if type(value) is list:
+                return None
+        elif value is not None and type(value) not in FAST_NUMBERS.get(datatype, ()):
+            return None
+        row[name] = value
+        columns[name] = tensor
+    return [row], columns
+
+
+def _fast_column(tensor: dict[str, Any], seen: dict[str, Any]) -> tuple[str, list[int], list[Any]] | None:
+    """A well-formed input of many rows (shape [n], plain values) without the per-part checks of `_column`."""
     if type(tensor) is not dict:
         return None
     name, datatype, shape, data = tensor.get("name"), tensor.get("datatype"), tensor.get("shape"), tensor.get("data")
@@ -262,14 +289,17 @@ def _fast_column(tensor: Any, seen: dict[str, Any]) -> Column | None:
     if not (type(n) is int and type(data) is list and len(data) == n):
         return None
     if datatype == "BYTES":
-        return (name, datatype, shape, data, data) if all(type(v) is not list for v in data) else None
+        return (name, shape, data) if all(type(v) is not list for v in data) else None
     allowed = FAST_NUMBERS.get(datatype)
     if allowed is not None and all(v is None or type(v) in allowed for v in data):
-        return name, datatype, shape, data, data
+        return name, shape, data
     return None
 
 
-def _column(tensor: Any, i: int, seen: dict[str, Any], fail: Callable[..., Exception]) -> Column:
+def _column(
+    tensor: Any, i: int, seen: dict[str, Any], fail: Callable[..., Exception]
+) -> tuple[str, list[int], list[Any]]:
+    """One input checked part by part (the 400 names the part): its name, shape and values, one per row."""
     where = f"inputs[{i}]"
     if not isinstance(tensor, dict):
         _invalid(fail, "each input must be an object with name, shape, datatype and data", where)
@@ -305,7 +335,7 @@ def _column(tensor: Any, i: int, seen: dict[str, Any], fail: Callable[..., Excep
         for row, value in enumerate(flat):
             if value is not None and not _is_number(value, datatype):
                 _invalid(fail, f"row {row}: {value!r} is not a {datatype} value", f"{where}.data")
-    return name, datatype, shape, data, flat
+    return name, shape, flat
 
 
 def _is_number(value: Any, datatype: str) -> bool:

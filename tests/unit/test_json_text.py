@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -93,12 +94,17 @@ def test_an_answer_orjson_refuses_is_written_by_the_standard_library() -> None:
         assert json.loads(answer_json(value)) == value
 
 
-def test_new_id_is_a_version_4_uuid() -> None:
-    ids = {new_id() for _ in range(2000)}
-    assert len(ids) == 2000
-    for text in list(ids)[:200]:
+def test_new_id_is_a_version_7_uuid_in_time_order() -> None:
+    before = time.time_ns() // 1_000_000
+    ids = [new_id() for _ in range(2000)]
+    after = time.time_ns() // 1_000_000
+    assert len(set(ids)) == 2000
+    for text in ids[:200]:
         parsed = uuid.UUID(hex=text)
-        assert (parsed.version, parsed.variant, parsed.hex) == (4, uuid.RFC_4122, text)
+        assert (parsed.version, parsed.variant, parsed.hex) == (7, uuid.RFC_4122, text)
+        assert before <= parsed.int >> 80 <= after  # its first 48 bits: the Unix time in milliseconds
+    time.sleep(0.002)
+    assert new_id() > max(ids)  # a later id sorts after: the log's B-trees grow at one end
 
 
 def test_a_forked_worker_counts_into_its_own_metrics_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

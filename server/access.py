@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from flask_limiter import Limiter
 
 API_KEY_HEADER = "x-api-key"
+API_KEY_ENVIRON = "HTTP_X_API_KEY"  # the header as WSGI names it
 OPEN_PATHS = frozenset({"/health", "/metrics", "/openapi.json", "/v2/health/live", "/v2/health/ready"})
 
 

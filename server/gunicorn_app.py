@@ -20,6 +20,7 @@ import goes one way (predict_api -> gunicorn_app).
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -172,13 +173,24 @@ class PredictApiApplication(BaseApplication):  # type: ignore[misc]
             service = ModelService.from_settings(self.settings)
         except Exception as error:  # create_app retries in the background; /health says why meanwhile
             log.warning("worker starts without a model (retrying in the background): %s", error)
-        return self.app_factory(
+        app = self.app_factory(
             self.settings,
             service=service,
             multiprocess_dir=metrics_dir_for(self.settings),
             switch_file=switch_file_for(self.settings),
             reread_settings=self.reread,
         )
+        freeze_loaded_objects()
+        return app
+
+
+def freeze_loaded_objects() -> None:
+    """Move what the worker loaded (libraries, the model, the app: ~330,000 objects) out of the garbage collector's
+    reach. A full collection walks every tracked object and held the GIL ~190 ms on this heap, a pause every request
+    in flight waited out; the loaded objects live as long as the worker, so walking them finds nothing. Requests'
+    own objects are still collected as before. (`gc.freeze`, as the Python docs suggest for forking servers.)"""
+    gc.collect()
+    gc.freeze()
 
 
 class HotSwapArbiter(Arbiter):  # type: ignore[misc]

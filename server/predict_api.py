@@ -28,10 +28,11 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from mlops import json_text
 from mlops.outcomes import REQUEST_ID_PATTERN, SANE_REQUEST_ID
-from mlops.prediction_log import new_id
+from mlops.prediction_log import make_entry, new_id, utc_now_iso
 from mlops.settings import Settings, load_settings
 from mlops.spec import FeatureSpec
 from server.request_body import drain_unread_body, read_body
+from server.sinks import submit_all
 
 if TYPE_CHECKING:
     from server.model_service import ModelService
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_ENVIRON = "HTTP_X_REQUEST_ID"  # the header as WSGI names it
 LOAD_RETRY_S = 5.0
 STATE_KEY = "churn_api"
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -226,7 +228,7 @@ def create_app(
     `switch_file`: the SwitchBoard file the workers of one server share for hot reloads.
     `reread_settings`: fresh settings for `POST /admin/reload` (env file re-read); default: `settings` as given.
     """
-    from server.access import AccessDenied, AccessPolicy, install_rate_limit
+    from server.access import API_KEY_ENVIRON, AccessDenied, AccessPolicy, install_rate_limit
 
     access = AccessPolicy(settings)  # refuses env=cloud without API_KEY and a malformed RATE_LIMIT
     app = Flask(__name__)
@@ -236,7 +238,7 @@ def create_app(
     state.sinks = list(sinks) if sinks is not None else default_sinks(settings, state)
     if settings.shadow_model:
         from server.shadow import ShadowScorer
-        from server.sinks import DriftSink, submit_all
+        from server.sinks import DriftSink
 
         logs = [s for s in state.sinks if not isinstance(s, DriftSink)]  # drift watches what clients get
         state.shadow = ShadowScorer(settings, lambda entries: submit_all(logs, entries))
@@ -257,10 +259,15 @@ def create_app(
     # ------------------------------------------------------------------ request id, timing, metrics
     @app.before_request
     def start() -> None:
-        g.started = time.perf_counter()
-        given = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = given if SANE_REQUEST_ID.match(given) else new_id()
-        access.check(request.path, request.headers.get("x-api-key"))  # before the limiter: refused keys cost nothing
+        # the WSGI environ and the request's own `g`, each fetched once: every `request.x` / `g.x` goes through a
+        # context-local proxy, and headers by name through a case-folding lookup (a tenth of the hooks' time)
+        environ = request.environ
+        ours = g._get_current_object()
+        ours.started = time.perf_counter()
+        given = environ.get(REQUEST_ID_ENVIRON, "")
+        ours.request_id_sent = bool(given)  # a V2 request's own id counts only when no header came
+        ours.request_id = given if SANE_REQUEST_ID.match(given) else new_id()
+        access.check(request.path, environ.get(API_KEY_ENVIRON))  # before the limiter: refused keys cost nothing
 
     install_rate_limit(app, settings)  # its before_request runs after `start`
 
@@ -268,9 +275,11 @@ def create_app(
 
     @app.after_request
     def finish(response: Response) -> Response:
-        response.headers[REQUEST_ID_HEADER] = getattr(g, "request_id", None) or new_id()
+        ours = g._get_current_object()
+        response.headers[REQUEST_ID_HEADER] = getattr(ours, "request_id", None) or new_id()
         drain_unread_body(cap=4 * settings.max_body_bytes)
-        endpoint = request.url_rule.rule if request.url_rule is not None else "(unmatched)"
+        rule = request.url_rule
+        endpoint = rule.rule if rule is not None else "(unmatched)"
         key = (endpoint, response.status_code)
         children = by_endpoint.get(key)
         if children is None:  # routes and statuses are few: this stays small
@@ -279,7 +288,7 @@ def create_app(
                 metrics.latency.labels(endpoint=endpoint),
             )
         children[0].inc()
-        started = g.get("started")
+        started = getattr(ours, "started", None)
         if started is not None:
             children[1].observe(time.perf_counter() - started)
         return response
@@ -674,9 +683,6 @@ def _to_sinks(
 ) -> None:
     if not state.sinks:
         return
-    from mlops.prediction_log import make_entry, utc_now_iso
-    from server.sinks import submit_all
-
     request_id = g.request_id
     answered = utc_now_iso()  # one call, one moment: every record of a batch is answered at once
     entries = [

@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g
 
 from mlops import json_text
 from mlops.outcomes import SANE_REQUEST_ID
@@ -170,7 +170,7 @@ def register_v2(app: Flask, state: ApiState, api_error: type[Exception], score: 
         given_id = body.get("id")
         if given_id is not None and not isinstance(given_id, str):
             raise fail(400, "invalid inference request", "id must be a string", "id")
-        if given_id and not request.headers.get("X-Request-ID") and SANE_REQUEST_ID.match(given_id):
+        if given_id and not g.request_id_sent and SANE_REQUEST_ID.match(given_id):
             g.request_id = given_id  # logged under the client's own id
         records, probabilities, run_id, spec = score(rows, True)
         id_column = spec.id_column

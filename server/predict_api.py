@@ -277,7 +277,8 @@ def create_app(
     def finish(response: Response) -> Response:
         ours = g._get_current_object()
         response.headers[REQUEST_ID_HEADER] = getattr(ours, "request_id", None) or new_id()
-        drain_unread_body(cap=4 * settings.max_body_bytes)
+        if not getattr(ours, "body_read", False):
+            drain_unread_body(cap=4 * settings.max_body_bytes)
         rule = request.url_rule
         endpoint = rule.rule if rule is not None else "(unmatched)"
         key = (endpoint, response.status_code)

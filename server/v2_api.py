@@ -165,7 +165,7 @@ def register_v2(app: Flask, state: ApiState, api_error: type[Exception], score: 
     def infer(name: str, version: str | None = None) -> Response:
         _, served_name = served(name, version)
         body = _parse(read_body(), fail)
-        rows, columns = _rows(body, state.settings.max_batch_records, fail)
+        rows = _rows(body, state.settings.max_batch_records, fail)
         wanted = _wanted_outputs(body, fail)
         given_id = body.get("id")
         if given_id is not None and not isinstance(given_id, str):
@@ -182,8 +182,8 @@ def register_v2(app: Flask, state: ApiState, api_error: type[Exception], score: 
             outputs.append(
                 {"name": OUTPUT, "shape": [len(records)], "datatype": "FP64", "data": probabilities.tolist()}
             )
-        if id_column and id_column in columns and (id_column in wanted or wanted is ALL):
-            sent = columns[id_column]
+        if id_column and id_column in rows[0] and (id_column in wanted or wanted is ALL):
+            sent = next(t for t in body["inputs"] if t["name"] == id_column)  # every input is a named object now
             outputs.append(
                 {"shape": sent["shape"], "datatype": sent["datatype"], "data": sent["data"], "name": id_column}
             )
@@ -218,27 +218,25 @@ def _invalid(fail: Callable[..., Exception], reason: str, field: str, error: str
     raise fail(400, error, reason, field)
 
 
-def _rows(
-    body: dict[str, Any], max_records: int, fail: Callable[..., Exception]
-) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """The request's inputs as rows (one dict per row, keyed by input name) and each input tensor as sent, by name."""
+def _rows(body: dict[str, Any], max_records: int, fail: Callable[..., Exception]) -> list[dict[str, Any]]:
+    """The request's inputs as rows: one dict per row, keyed by input name."""
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         _invalid(fail, "inputs must be a non-empty list of tensors (one per column)", "inputs")
     found = _fast_rows(inputs)
     if found is not None:
         return found
-    columns: dict[str, dict[str, Any]] = {}
+    seen: set[str] = set()
     values: dict[str, list[Any]] = {}
     n_rows: int | None = None
     for i, tensor in enumerate(inputs):
-        name, shape, flat = _fast_column(tensor, columns) or _column(tensor, i, columns, fail)
+        name, shape, flat = _fast_column(tensor, seen) or _column(tensor, i, seen, fail)
         if n_rows is None:
             n_rows = shape[0]
         elif shape[0] != n_rows:
             reason = f"every input needs the same number of rows: {n_rows} before, {shape[0]} here"
             _invalid(fail, reason, f"inputs[{i}]")
-        columns[name] = tensor
+        seen.add(name)
         values[name] = flat
     assert n_rows is not None
     if n_rows == 0:
@@ -246,25 +244,24 @@ def _rows(
     if n_rows > max_records:
         raise fail(413, "too many records", f"a request may hold at most {max_records} rows, got {n_rows}", "inputs")
     names = list(values)
-    return [{name: values[name][row] for name in names} for row in range(n_rows)], columns
+    return [{name: values[name][row] for name in names} for row in range(n_rows)]
 
 
 FAST_NUMBERS = {"FP16": (int, float), "FP32": (int, float), "FP64": (int, float), "INT64": (int,), "INT32": (int,)}
 
 
-def _fast_rows(inputs: list[Any]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]] | None:
+def _fast_rows(inputs: list[Any]) -> list[dict[str, Any]] | None:
     """The common well-formed request of one row (every input shape [1], a plain value) in one pass, without the
     per-part checks of `_column`; None for anything else, which the general path then accepts or refuses with the
     part named. (The general path was a tenth of a request's time at saturation.)"""
     row: dict[str, Any] = {}
-    columns: dict[str, dict[str, Any]] = {}
     for tensor in inputs:
         if type(tensor) is not dict:
             return None
-        name, data = tensor.get("name"), tensor.get("data")
-        if type(name) is not str or not name or name in row or tensor.get("shape") != [1]:
+        name, shape, data = tensor.get("name"), tensor.get("shape"), tensor.get("data")
+        if type(name) is not str or not name or name in row:
             return None
-        if type(data) is not list or len(data) != 1:
+        if type(shape) is not list or len(shape) != 1 or shape[0] != 1 or type(data) is not list or len(data) != 1:
             return None
         value = data[0]
         datatype = tensor.get("datatype")
@@ -274,11 +271,10 @@ def _fast_rows(inputs: list[Any]) -> tuple[list[dict[str, Any]], dict[str, dict[
         elif value is not None and type(value) not in FAST_NUMBERS.get(datatype, ()):
             return None
         row[name] = value
-        columns[name] = tensor
-    return [row], columns
+    return [row]
 
 
-def _fast_column(tensor: dict[str, Any], seen: dict[str, Any]) -> tuple[str, list[int], list[Any]] | None:
+def _fast_column(tensor: dict[str, Any], seen: set[str]) -> tuple[str, list[int], list[Any]] | None:
     """A well-formed input of many rows (shape [n], plain values) without the per-part checks of `_column`."""
     if type(tensor) is not dict:
         return None
@@ -296,9 +292,7 @@ def _fast_column(tensor: dict[str, Any], seen: dict[str, Any]) -> tuple[str, lis
     return None
 
 
-def _column(
-    tensor: Any, i: int, seen: dict[str, Any], fail: Callable[..., Exception]
-) -> tuple[str, list[int], list[Any]]:
+def _column(tensor: Any, i: int, seen: set[str], fail: Callable[..., Exception]) -> tuple[str, list[int], list[Any]]:
     """One input checked part by part (the 400 names the part): its name, shape and values, one per row."""
     where = f"inputs[{i}]"
     if not isinstance(tensor, dict):

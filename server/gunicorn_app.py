@@ -188,7 +188,8 @@ def freeze_loaded_objects() -> None:
     """Move what the worker loaded (libraries, the model, the app: ~330,000 objects) out of the garbage collector's
     reach. A full collection walks every tracked object and held the GIL ~190 ms on this heap, a pause every request
     in flight waited out; the loaded objects live as long as the worker, so walking them finds nothing. Requests'
-    own objects are still collected as before. (`gc.freeze`, as the Python docs suggest for forking servers.)"""
+    own objects are still collected as before. (`gc.freeze`, as the Python docs suggest for forking servers.) A
+    model swap thaws them (ModelService.swap), so the model it replaces can be collected."""
     gc.collect()
     gc.freeze()
 

@@ -8,6 +8,7 @@ booster's `inplace_predict` on a float32 matrix encoded straight from the record
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import mmap
@@ -72,6 +73,8 @@ class ModelService:
             self._bundle = new_bundle
             self.source = source
         log.info("model swapped: %s -> %s (%s)", previous.run_id, new_bundle.run_id, source)
+        if gc.get_freeze_count():  # the API worker froze what it loaded (gunicorn_app): let the old model go
+            gc.unfreeze()
         return previous
 
     # ------------------------------------------------------------------ loading

@@ -313,6 +313,23 @@ def test_swap_serves_the_new_model_atomically(service: ModelService) -> None:
     assert np.isfinite(after).all() and np.isfinite(before).all()
 
 
+def test_a_swap_lets_the_collector_reach_the_replaced_model(service: ModelService) -> None:
+    """The API worker freezes what it loaded (server.gunicorn_app.freeze_loaded_objects); after a swap the old
+    model must be collectable again, or every hot reload would keep one model's cycles for good."""
+    import gc
+
+    from server.gunicorn_app import freeze_loaded_objects
+
+    other = ModelService(service.bundle, source="test")
+    freeze_loaded_objects()
+    try:
+        assert gc.get_freeze_count() > 0
+        other.swap(tiny_service("run-thawed").bundle, source="reload")
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.unfreeze()
+
+
 def test_columnar_path_equals_row_wise_path(service: ModelService) -> None:
     rng = np.random.default_rng(1)
     records = [

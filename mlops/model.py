@@ -20,6 +20,7 @@ import xgboost as xgb
 from mlops.data import clean
 from mlops.encoding import FeatureEncoder
 from mlops.spec import FeatureSpec
+from mlops.tree_walker import MAX_ROWS, TreeWalker
 
 BOOSTER_FILE = "booster.ubj"
 SPEC_FILE = "spec.json"
@@ -45,8 +46,6 @@ class ModelBundle:
         """The compiled tree walker for small matrices (mlops.tree_walker), built and checked on first use; None
         where it would not give XGBoost's exact answer."""
         if self._walker is _NOT_BUILT:
-            from mlops.tree_walker import TreeWalker
-
             self._walker = TreeWalker.for_booster(self.booster)
         return self._walker
 
@@ -68,8 +67,6 @@ class ModelBundle:
     def predict_encoded(self, matrix: np.ndarray) -> np.ndarray:
         """Probabilities of an encoded matrix: up to MAX_ROWS rows by the tree walker (XGBoost's answer bit for
         bit, without its ~0.3 ms per call), more by XGBoost's own predictor."""
-        from mlops.tree_walker import MAX_ROWS
-
         if len(matrix) <= MAX_ROWS:
             walker = self.walker()
             if walker is not None:

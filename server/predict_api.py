@@ -228,6 +228,7 @@ def create_app(
     `switch_file`: the SwitchBoard file the workers of one server share for hot reloads.
     `reread_settings`: fresh settings for `POST /admin/reload` (env file re-read); default: `settings` as given.
     """
+    from mlops.contract import RecordError  # imports here, once, rather than in the request path
     from server.access import API_KEY_ENVIRON, AccessDenied, AccessPolicy, install_rate_limit
 
     access = AccessPolicy(settings)  # refuses env=cloud without API_KEY and a malformed RATE_LIMIT
@@ -338,8 +339,6 @@ def create_app(
         current = state.service
         if current is None:
             raise ApiError(503, "model not loaded", state.load_error or "the model is still loading", None)
-        from mlops.contract import RecordError
-
         try:
             valid = current.validate(records, indexed=indexed)
         except RecordError as error:

@@ -110,16 +110,16 @@ def register_v2(app: Flask, state: ApiState, api_error: type[Exception], score: 
     """Add the V2 routes; `score` and `api_error` are the API's own (passed in: under gunicorn the API module is
     __main__, and importing it again would register its metrics twice)."""
 
+    from mlops.registry import model_name_for  # here, not per request: an import statement costs a call each time
+
     def fail(status: int, error: str, reason: str, field: str | None = None) -> Exception:
         return api_error(status, error, reason, field)
 
     def served(name: str, version: str | None) -> tuple[Any, str]:
-        from mlops import registry
-
         current = state.service
         if current is None:
             raise fail(503, "model not loaded", state.load_error or "the model is still loading")
-        served_name = registry.model_name_for(state.settings, current.spec)
+        served_name = model_name_for(state.settings, current.spec)
         if name != served_name:
             raise fail(404, "model not found", f"this server serves the model '{served_name}', not '{name}'", "name")
         if version is not None and version != current.run_id:

@@ -360,7 +360,7 @@ def create_app(
         valid, probabilities, run_id, spec = score(records, indexed=not single)
         id_column = spec.id_column
         answers = [_answer(p, run_id, record, id_column) for p, record in zip(probabilities, valid, strict=True)]
-        return Response(json_text.dumps(answers[0] if single else answers), mimetype="application/json")
+        return Response(json_text.dumps(answers[0] if single else answers), content_type="application/json")
 
     @app.get("/health")
     def health() -> tuple[dict[str, Any], int]:

@@ -168,15 +168,17 @@ def register_v2(app: Flask, state: ApiState, api_error: type[Exception], score: 
         rows = _rows(body, state.settings.max_batch_records, fail)
         wanted = _wanted_outputs(body, fail)
         given_id = body.get("id")
+        ours = g._get_current_object()  # the request's own `g`, once (each `g.x` goes through a proxy)
         if given_id is not None and not isinstance(given_id, str):
             raise fail(400, "invalid inference request", "id must be a string", "id")
-        if given_id and not g.request_id_sent and SANE_REQUEST_ID.match(given_id):
-            g.request_id = given_id  # logged under the client's own id
+        if given_id and not ours.request_id_sent and SANE_REQUEST_ID.match(given_id):
+            ours.request_id = given_id  # logged under the client's own id
         records, probabilities, run_id, spec = score(rows, True)
         id_column = spec.id_column
-        unknown = sorted(wanted - ALL - {id_column})
-        if unknown:
-            _invalid(fail, f"unknown output(s) {unknown}; this model answers '{OUTPUT}' (and the id)", "outputs")
+        if wanted is not ALL:
+            unknown = sorted(wanted - ALL - {id_column})
+            if unknown:
+                _invalid(fail, f"unknown output(s) {unknown}; this model answers '{OUTPUT}' (and the id)", "outputs")
         outputs: list[dict[str, Any]] = []
         if OUTPUT in wanted:
             outputs.append(
@@ -190,11 +192,11 @@ def register_v2(app: Flask, state: ApiState, api_error: type[Exception], score: 
         answer = {
             "model_name": served_name,
             "model_version": run_id,
-            "id": given_id or g.request_id,
+            "id": given_id or ours.request_id,
             "parameters": {"model_run_id": run_id},
             "outputs": outputs,
         }
-        return Response(json_text.dumps(answer), mimetype="application/json")
+        return Response(json_text.dumps(answer), content_type="application/json")
 
 
 ALL = frozenset({OUTPUT, "*"})

@@ -276,7 +276,7 @@ def _fast_rows(inputs: list[Any]) -> list[dict[str, Any]] | None:
     return [row]
 
 
-def _fast_column(tensor: dict[str, Any], seen: set[str]) -> tuple[str, list[int], list[Any]] | None:
+def _fast_column(tensor: Any, seen: set[str]) -> tuple[str, list[int], list[Any]] | None:
     """A well-formed input of many rows (shape [n], plain values) without the per-part checks of `_column`."""
     if type(tensor) is not dict:
         return None

@@ -74,7 +74,7 @@ def load_model(args: argparse.Namespace, settings: Settings) -> ModelBundle:
     if args.model_dir:
         run_id = args.run_id or args.model_dir.resolve().parent.name
         return ModelBundle.from_model_dir(args.model_dir, run_id=run_id, nthread=1)
-    from server.model_service import ModelService
+    from mlops.model_service import ModelService
 
     return ModelService.from_settings(settings).bundle
 
@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         bundle = load_model(args, settings)
         if args.command == "customers":
             from batch.customers import score_customers
-            from mlops.online_store import OnlineStoreUnavailable
+            from mlops.stores.online import OnlineStoreUnavailable
 
             try:
                 console.print(score_customers(bundle, args.output, settings).line(), highlight=False, soft_wrap=True)

@@ -22,8 +22,8 @@ from batch.scoring import PROBABILITY, table_bytes
 from batch.storage import open_store
 from mlops.contract import clean
 from mlops.model import ModelBundle
-from mlops.online_store import OnlineStore, open_online_store
 from mlops.settings import Settings
+from mlops.stores.online import OnlineStore, open_online_store
 
 BLOCK = 10_000
 

@@ -32,7 +32,7 @@ def default_locations(settings: Settings) -> tuple[str, str]:
 
 @task(name="load served model", cache_policy=NONE, retries=2, retry_delay_seconds=5)
 def load_served_model(settings: Settings) -> ModelBundle:
-    from server.model_service import ModelService
+    from mlops.model_service import ModelService
 
     service = ModelService.from_settings(settings)
     get_run_logger().info("model %s (%s)", service.run_id, service.source)

@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     from bench.harness import bench_model
     from mlops.data import clean, generate_bank_churners
     from mlops.model import ModelBundle
+    from mlops.model_service import ModelService
     from mlops.settings import load_settings
-    from server.model_service import ModelService
 
     model_dir, run_id = bench_model(args.model_dir, load_settings(), Path(tempfile.mkdtemp(prefix="bench-batch-")))
     service = ModelService(ModelBundle.from_model_dir(model_dir, run_id=run_id), "model dir")

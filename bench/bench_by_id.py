@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     from mlops.data import generate_bank_churners
     from mlops.materialize import feature_rows
     from mlops.model import ModelBundle
-    from mlops.online_store import RedisOnlineStore, SQLiteOnlineStore
     from mlops.settings import load_settings
+    from mlops.stores.online import RedisOnlineStore, SQLiteOnlineStore
 
     settings = load_settings()
     workers = args.workers or settings.api_workers
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
     def target(calls: list[tuple[str, str, bytes | None]]) -> Target:
         return Target("api", port, "", [], calls)
 
-    process = start_process([str(VENV_BIN / "python"), "-m", "server.predict_api"], log, env)
+    process = start_process([str(VENV_BIN / "python"), "-m", "server.api"], log, env)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", 180, process, log)
         closed_loop(target(by_id), args.concurrency, 300, 30)  # warm both paths

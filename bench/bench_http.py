@@ -60,7 +60,7 @@ class Server:
 
 def v2_pandas_body(record: dict[str, Any], spec: Any) -> bytes:
     """The V2 pandas form of one record (MLServer's PandasCodec): one input per column."""
-    from server.v2_api import input_metadata
+    from server.api.v2_tensors import input_metadata
 
     types = {entry["name"]: entry["datatype"] for entry in input_metadata(spec)}
     inputs = []
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> None:
         python = str(VENV_BIN / "python")
         ours.log, ceiling.log = scratch / "ours.log", scratch / "ceiling.log"
         ours.process = start_process(
-            pinned([python, "-m", "server.predict_api"], SERVER_CORE), ours.log, {**common, "API_PORT": str(ours_port)}
+            pinned([python, "-m", "server.api"], SERVER_CORE), ours.log, {**common, "API_PORT": str(ours_port)}
         )
         ceiling.process = start_process(
             pinned([python, "-m", "bench.ceiling_server"], SERVER_CORE),

@@ -32,9 +32,9 @@ sys.path.insert(0, str(ROOT))
 
 from mlops import aws  # noqa: E402
 from mlops.data import clean, generate_bank_churners  # noqa: E402
+from mlops.model_service import ModelService  # noqa: E402
 from mlops.settings import Settings, load_settings  # noqa: E402
-from server.model_service import ModelService  # noqa: E402
-from server.serve_kinesis import KinesisConsumer  # noqa: E402
+from server.kinesis.consumer import KinesisConsumer  # noqa: E402
 from simulation_business.sampling import to_records  # noqa: E402
 
 

@@ -35,11 +35,11 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from mlops.outcome_store import SQLiteOutcomeStore  # noqa: E402
 from mlops.outcomes import read_outcomes_file  # noqa: E402
 from mlops.performance import realized  # noqa: E402
-from mlops.prediction_log import SQLiteStore, make_entry  # noqa: E402
 from mlops.spec import FeatureSpec  # noqa: E402
+from mlops.stores.outcomes import SQLiteOutcomeStore  # noqa: E402
+from mlops.stores.prediction_log import SQLiteStore, make_entry  # noqa: E402
 
 VENV_PYTHON = Path(sys.executable)
 LABELS = ("Existing Customer", "Attrited Customer")
@@ -177,7 +177,7 @@ def main() -> int:
         }
         log = (folder / "api.log").open("wb")
         api = subprocess.Popen(
-            [str(VENV_PYTHON), "-m", "server.predict_api"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
+            [str(VENV_PYTHON), "-m", "server.api"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT
         )
         try:
             deadline = time.monotonic() + 60

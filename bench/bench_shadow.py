@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
             "OMP_NUM_THREADS": "1",
         }
         log = scratch / f"{label.replace(' ', '-')}.log"
-        process = start_process([str(VENV_BIN / "python"), "-m", "server.predict_api"], log, env)
+        process = start_process([str(VENV_BIN / "python"), "-m", "server.api"], log, env)
         try:
             wait_for_http(f"http://127.0.0.1:{port}/health", 180, process, log)
             target = Target(label, port, "/predict", bodies)

@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     target = Target("ours", port, "/predict", [json.dumps(r).encode() for r in records])
     log = scratch / "api.log"
-    process = start_process([str(VENV_BIN / "python"), "-m", "server.predict_api"], log, env)
+    process = start_process([str(VENV_BIN / "python"), "-m", "server.api"], log, env)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health", 180, process, log)
         closed_loop(target, args.concurrency, 500, 30)  # warm

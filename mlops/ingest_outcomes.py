@@ -18,11 +18,11 @@ import time
 from collections.abc import Sequence
 
 from mlops.contract import DataError
-from mlops.outcome_store import IngestReport, open_outcome_store
 from mlops.outcomes import read_outcomes_file
-from mlops.prediction_log import StoreUnavailable
 from mlops.settings import ConfigurationError, load_settings
 from mlops.spec import FeatureSpec, SpecError
+from mlops.stores.outcomes import IngestReport, open_outcome_store
+from mlops.stores.prediction_log import StoreUnavailable
 
 CHUNK = 5000
 

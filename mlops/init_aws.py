@@ -87,7 +87,7 @@ def materialize_after(settings: Settings, spec: FeatureSpec, data_hash: str, ski
     if skip or not spec.id_column:
         return
     from mlops.materialize import describe, materialize
-    from mlops.online_store import OnlineStoreUnavailable
+    from mlops.stores.online import OnlineStoreUnavailable
 
     try:
         print(describe(materialize(settings, spec, data_hash)))

@@ -23,9 +23,9 @@ import pandas as pd
 
 from mlops import aws
 from mlops.feature_store import FeatureStore
-from mlops.online_store import OnlineStoreUnavailable, open_online_store
 from mlops.settings import ConfigurationError, Settings, load_settings
 from mlops.spec import FeatureSpec, SpecError
+from mlops.stores.online import OnlineStoreUnavailable, open_online_store
 
 
 def feature_rows(frame: pd.DataFrame, spec: FeatureSpec) -> list[tuple[str, dict[str, Any]]]:

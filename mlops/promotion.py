@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlops.prediction_log import utc_now_iso
 from mlops.settings import Settings
+from mlops.stores.ids import utc_now_iso
 
 OUTCOMES, TEST_SET = "settled outcomes", "challenger test set"
 

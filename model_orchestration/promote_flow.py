@@ -26,9 +26,9 @@ from mlops import registry
 from mlops.aws import ServiceUnavailable
 from mlops.model import ModelBundle
 from mlops.performance import NotEnough, realized
-from mlops.prediction_log import utc_now_iso
 from mlops.promotion import OUTCOMES, TEST_SET, AuditLog, Decision, Figures, Gate, decide
 from mlops.settings import ConfigurationError, Settings, load_settings
+from mlops.stores.ids import utc_now_iso
 
 FLOW_NAME = "promote_challenger"
 
@@ -59,7 +59,7 @@ def _bundle(settings: Settings, run_id: str) -> ModelBundle:
 
 def _probabilities(bundle: ModelBundle, records: list[dict[str, Any]]) -> np.ndarray:
     """Through the model's own record contract (unknown fields ignored: a test-set row carries its label)."""
-    from server.model_service import ModelService
+    from mlops.model_service import ModelService
 
     service = ModelService(bundle, source="promotion", allow_unknown=True)
     return service.predict_records(service.validate(records, indexed=True))
@@ -77,7 +77,7 @@ def gather_evidence(
     settings: Settings, client: Any, challenger_run: str
 ) -> tuple[str, list[dict[str, Any]], list[int]]:
     """(which evidence, records, labels): the newest settled outcomes if enough, else the challenger's test set."""
-    from mlops.outcome_store import open_outcome_store
+    from mlops.stores.outcomes import open_outcome_store
 
     try:
         store = open_outcome_store(settings)

@@ -24,9 +24,9 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
 from mlops.aws import ServiceUnavailable
-from mlops.prediction_log import open_store
 from mlops.settings import ConfigurationError, Settings, load_settings
 from mlops.spec import FeatureSpec
+from mlops.stores.prediction_log import open_store
 from monitoring.evidently_service.drift import Reference, prepare_reference
 from monitoring.evidently_service.reference import ReferenceLoader
 from reporting import report
@@ -45,7 +45,7 @@ def read_window(settings: Settings, since: datetime, until: datetime) -> list[di
 
 @task(name="read settled outcomes", cache_policy=NONE, retries=2, retry_delay_seconds=3)
 def read_settled(settings: Settings, since: datetime, until: datetime) -> list[dict[str, Any]]:
-    from mlops.outcome_store import open_outcome_store
+    from mlops.stores.outcomes import open_outcome_store
 
     store = open_outcome_store(settings)
     try:

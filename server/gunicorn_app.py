@@ -14,8 +14,8 @@ workers: an old worker closes its idle keep-alive connections when it stops, and
 on one at that moment gets "connection reset" (2 failed requests in a CI run under load). In
 place, no connection is touched. Settings other than the model (port, workers, key, limits) take effect on restart.
 
-This module knows gunicorn, not Flask: `server.predict_api` hands it the app factory and the app's closer, so the
-import goes one way (predict_api -> gunicorn_app).
+This module knows gunicorn, not Flask: `python -m server.api` hands it the app factory and the app's closer, so
+the import goes one way (server.api.__main__ -> gunicorn_app).
 """
 
 from __future__ import annotations
@@ -131,7 +131,8 @@ class PredictApiApplication(BaseApplication):  # type: ignore[misc]
 
     def _publish(self, settings: Settings, run_id: str, source: str) -> None:
         """Tell every worker to switch (the SwitchBoard); the model is in the cache already."""
-        from server.model_service import SwitchBoard, remember_served
+        from mlops.model_service import remember_served
+        from server.switchboard import SwitchBoard
 
         remember_served(settings.model_cache_dir, run_id)
         order = SwitchBoard(switch_file_for(settings)).publish(run_id, source)
@@ -166,7 +167,7 @@ class PredictApiApplication(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from server.model_service import ModelService
+        from mlops.model_service import ModelService
 
         service = None
         try:
@@ -253,14 +254,14 @@ def run(
     `app_factory` builds the WSGI app in each worker, `close_app` drains it when the worker exits; `reread`: fresh
     settings for SIGHUP and `/admin/reload` (the env file read again).
     """
-    from server.access import check_startup
+    from server.api.access import check_startup
 
     check_startup(settings)  # env=cloud without API_KEY: refuse here, before forking any worker
     os.environ["OMP_NUM_THREADS"] = "1"
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir_for(settings))
     use_cached_pid_for_metrics()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
-    from server.model_service import SwitchBoard
+    from server.switchboard import SwitchBoard
 
     SwitchBoard(switch_file_for(settings)).reset()  # before the fork: every worker maps its counter
     run_id = warm_model_cache(settings)

@@ -58,7 +58,7 @@ class ShadowScorer:
 
     # ------------------------------------------------------------------ the background thread
     def _load(self, run_id: str) -> Any:
-        from server.model_service import ModelService, load_bundle
+        from mlops.model_service import ModelService, load_bundle
 
         return ModelService(load_bundle(self.settings, run_id), source=f"shadow {self.target}", allow_unknown=True)
 
@@ -85,7 +85,7 @@ class ShadowScorer:
         return self.service
 
     def _run(self) -> None:
-        from mlops.prediction_log import make_entry
+        from mlops.stores.prediction_log import make_entry
 
         while True:
             item = self._queue.get()
@@ -126,3 +126,13 @@ class ShadowScorer:
         except queue.Full:
             return
         self._thread.join(timeout=5)
+
+
+def shadow_for(settings: Settings, sinks: Sequence[Any]) -> ShadowScorer | None:
+    """The shadow scorer of these settings (None without SHADOW_MODEL), writing to the log sinks of `sinks`."""
+    if not settings.shadow_model:
+        return None
+    from server.sinks import log_sinks, submit_all
+
+    logs = log_sinks(sinks)
+    return ShadowScorer(settings, lambda entries: submit_all(logs, entries))

@@ -2,7 +2,8 @@
 
 Entry points (HTTP, Kinesis, batch) hand every scored batch to a list of sinks; a sink's `submit()` only enqueues,
 so a slow or dead dependency never costs the request anything. Entries are the prediction log's format
-(`mlops.prediction_log.make_entry`): prediction_id, request_id, timestamp, source, model_run_id, input, prediction.
+(`mlops.stores.prediction_log.make_entry`): prediction_id, request_id, timestamp, source, model_run_id, input,
+prediction.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any, Protocol
 
 import requests
 
-from mlops.prediction_log import PredictionLog
+from mlops.settings import Settings
+from mlops.stores.prediction_log import PredictionLog
 
 log = logging.getLogger(__name__)
 
@@ -200,3 +202,20 @@ def close_all(sinks: Sequence[PredictionSink], timeout: float = 5.0) -> None:
             sink.close(timeout)
         except Exception:
             log.exception("closing prediction sink %s failed", type(sink).__name__)
+
+
+def build_sinks(settings: Settings, dataset: str | Callable[[], str]) -> list[PredictionSink]:
+    """The sinks of these settings, for every surface: the prediction log (PREDICTION_LOG_URI) always, the drift
+    service when DRIFT_SERVICE_URL is set. `dataset` (the spec's name, or how to get it once a model is loaded)
+    picks the drift service's data set."""
+    from mlops.stores.prediction_log import open_prediction_log
+
+    built: list[PredictionSink] = [PredictionLogSink(open_prediction_log(settings))]
+    if settings.drift_service_url:
+        built.append(DriftSink(settings.drift_service_url, dataset))
+    return built
+
+
+def log_sinks(sinks: Sequence[PredictionSink]) -> list[PredictionSink]:
+    """The sinks a shadow model's scores go to: not the drift service, which watches what clients get."""
+    return [sink for sink in sinks if not isinstance(sink, DriftSink)]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from mlops.spec import FeatureSpec
 
-# The Kinesis input envelope that server.serve_kinesis reads (documented there and in docs/serving-kinesis.md).
+# The Kinesis input envelope that server.kinesis reads (documented there and in docs/serving-kinesis.md).
 # Repeated here on purpose: the simulator image does not ship the server package.
 ENVELOPE_ID = "request_id"
 ENVELOPE_RECORD = "record"

@@ -107,7 +107,7 @@ def trained_run_id(settings: Settings, feature_snapshot: Any) -> str:
 
 @pytest.fixture(scope="session")
 def model_service(settings: Settings, trained_run_id: str) -> Any:
-    from server.model_service import ModelService
+    from mlops.model_service import ModelService
 
     service = ModelService.from_settings(settings)
     assert service.run_id == trained_run_id

@@ -41,7 +41,7 @@ def create_app(
         spec = FeatureSpec.load(settings.feature_spec)
         monitor = DriftMonitor(settings, spec, ReferenceLoader(settings), DriftMetrics(), trigger)
     if performance is None:
-        from mlops.outcome_store import open_outcome_store
+        from mlops.stores.outcomes import open_outcome_store
 
         performance = PerformanceMonitor(
             settings,

@@ -46,7 +46,7 @@ def api_records(raw: pd.DataFrame, spec: Any) -> list[dict[str, Any]]:
 
 
 def test_s3_prefix_scored_identically_to_model_service_and_http_api(settings: Settings, model_service: Any) -> None:
-    from server.predict_api import create_app
+    from server.api import create_app
 
     s3 = aws.client("s3", settings)
     bucket = settings.s3_bucket

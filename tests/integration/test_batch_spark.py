@@ -16,8 +16,8 @@ from batch.manifest import output_name
 from batch.runner import run_batch
 from batch.testing import TINY_RUN_ID, tiny_bundle, write_account_files
 from mlops.model import ModelBundle
+from mlops.model_service import ModelService
 from mlops.spec import normalize_name
-from server.model_service import ModelService
 
 pytestmark = [pytest.mark.spark]
 

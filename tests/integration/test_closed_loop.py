@@ -81,8 +81,8 @@ def platform(
         for name, module, health in (
             ("train-deployment", "model_orchestration.deployments", None),
             ("drift-service", "monitoring.evidently_service", f"http://127.0.0.1:{ports['drift']}/health"),
-            ("predict-api", "server.predict_api", f"http://127.0.0.1:{ports['api']}/health"),
-            ("serve-kinesis", "server.serve_kinesis", f"http://127.0.0.1:{ports['kinesis']}/metrics"),
+            ("predict-api", "server.api", f"http://127.0.0.1:{ports['api']}/health"),
+            ("serve-kinesis", "server.kinesis", f"http://127.0.0.1:{ports['kinesis']}/metrics"),
         ):
             process = start_process([python, "-m", module], logs / f"{name}.log", env=env)
             processes.append(process)

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import requests
 
+from mlops.model_service import LAST_SERVED
 from mlops.settings import Settings
-from server.model_service import LAST_SERVED
 from tests.conftest import VENV_BIN, free_port, start_process, stop_process, wait_for_http
 
 pytestmark = pytest.mark.integration
@@ -44,7 +44,7 @@ def degraded_api(
         "API_WORKERS": "1",
     }
     log = state / "api.log"
-    process = start_process([str(VENV_BIN / "python"), "-m", "server.predict_api"], log, env=env)
+    process = start_process([str(VENV_BIN / "python"), "-m", "server.api"], log, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(f"{url}/health", 120, process, log)

@@ -20,9 +20,9 @@ import pandas as pd
 import pytest
 import requests
 
-from mlops.prediction_log import SQLiteStore
+from mlops.model_service import ModelService
 from mlops.settings import PROJECT_ROOT, Settings
-from server.model_service import ModelService
+from mlops.stores.prediction_log import SQLiteStore
 from tests.conftest import VENV_BIN, free_port, start_process, stop_process, wait_for_http
 from tests.unit.test_validation import BAD_RECORDS, GOOD
 
@@ -45,7 +45,7 @@ class ApiServer:
 
 
 def start_api(service_env: dict[str, str], state_dir: Path, workers: int = 2, **extra: str) -> ApiServer:
-    """`python -m server.predict_api` as the native runtime runs it, on a free port, its own state folder."""
+    """`python -m server.api` as the native runtime runs it, on a free port, its own state folder."""
     port = free_port()
     state_dir.mkdir(parents=True, exist_ok=True)
     uri = f"sqlite:///{state_dir / 'predictions.sqlite'}"
@@ -61,7 +61,7 @@ def start_api(service_env: dict[str, str], state_dir: Path, workers: int = 2, **
         **extra,
     }
     log = state_dir / "logs" / f"predict-api-{port}.log"
-    process = start_process([str(VENV_BIN / "python"), "-m", "server.predict_api"], log, env=env)
+    process = start_process([str(VENV_BIN / "python"), "-m", "server.api"], log, env=env)
     server = ApiServer(f"http://127.0.0.1:{port}", process, log, state_dir, uri)
     try:
         wait_for_http(f"{server.url}/health", 120, process, log)
@@ -230,5 +230,5 @@ def _wait_for_logged(store: SQLiteStore, request_ids: set[str], expected: int, t
 def test_the_native_program_runs_the_same_entry_point() -> None:
     conf = (PROJECT_ROOT / "native" / "supervisord.conf").read_text()
     section = conf.split("[program:predict-api]", 1)[1].split("\n[", 1)[0]
-    assert "-m server.predict_api" in section
+    assert "-m server.api" in section
     assert "logs/predict-api.log" in section

@@ -1,4 +1,4 @@
-"""The Kinesis stream server for real: `python -m server.serve_kinesis` as a subprocess on the session's moto server,
+"""The Kinesis stream server for real: `python -m server.kinesis` as a subprocess on the session's moto server,
 with the model trained through the real flow.
 
 - 1,000 records over 2 shards in, 1,000 results out, each request id exactly once; the prediction log has them all.
@@ -105,13 +105,13 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str, interva
 
 
 class Consumer:
-    """`python -m server.serve_kinesis` in its own process group, against the test servers."""
+    """`python -m server.kinesis` in its own process group, against the test servers."""
 
     def __init__(self, env: dict[str, str], state_dir: Path, *args: str) -> None:
         self.port = free_port()
         self.log = state_dir / "logs" / f"serve-kinesis-{self.port}.log"
         self.env = {**env, "KINESIS_METRICS_PORT": str(self.port)}
-        self.process = start_process([sys.executable, "-m", "server.serve_kinesis", *args], self.log, self.env)
+        self.process = start_process([sys.executable, "-m", "server.kinesis", *args], self.log, self.env)
         wait_for_http(self.metrics_url, 180, self.process, self.log)
 
     @property
@@ -274,7 +274,7 @@ def test_sigterm_checkpoints_and_the_prediction_log_holds_every_prediction(
     assert len(checkpoints["shards"]) == 2
     assert all(entry["sequence_number"] for entry in checkpoints["shards"].values())
 
-    from mlops.prediction_log import open_store
+    from mlops.stores.prediction_log import open_store
 
     store = open_store(f"sqlite:///{state / 'predictions.sqlite'}")
     try:

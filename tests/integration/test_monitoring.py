@@ -108,8 +108,8 @@ def stack(
     python = sys.executable
     try:
         stack.start("drift-service", [python, "-m", "monitoring.evidently_service"], env)
-        stack.start("predict-api", [python, "-m", "server.predict_api"], env)
-        stack.start("serve-kinesis", [python, "-m", "server.serve_kinesis"], env)
+        stack.start("predict-api", [python, "-m", "server.api"], env)
+        stack.start("serve-kinesis", [python, "-m", "server.kinesis"], env)
         rules = short_rules(state / "rules.test.yml")
         config = native.render(
             {

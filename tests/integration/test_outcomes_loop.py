@@ -27,8 +27,8 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from mlops import aws
 from mlops.data import clean, generate_bank_churners
-from mlops.prediction_log import SQLiteStore
 from mlops.settings import Settings
+from mlops.stores.prediction_log import SQLiteStore
 from simulation_business.sampling import to_records
 from tests.conftest import VENV_BIN, free_port, start_process, stop_process, wait_for_http
 from tests.integration.test_kinesis_serving import make_streams, put_envelopes, read_stream, wait_until
@@ -80,8 +80,8 @@ def loop(
     try:
         for name, module, health in (
             ("drift-service", "monitoring.evidently_service", f"{found.drift_url}/health"),
-            ("predict-api", "server.predict_api", f"{found.api_url}/health"),
-            ("serve-kinesis", "server.serve_kinesis", f"http://127.0.0.1:{kinesis_port}/metrics"),
+            ("predict-api", "server.api", f"{found.api_url}/health"),
+            ("serve-kinesis", "server.kinesis", f"http://127.0.0.1:{kinesis_port}/metrics"),
         ):
             log = state / "logs" / f"{name}.log"
             found.logs.append(log)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from mlops.prediction_log import SQLiteStore
+from mlops.stores.prediction_log import SQLiteStore
 from tests.conftest import stop_process
 from tests.integration.test_http_api import start_api
 

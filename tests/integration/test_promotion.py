@@ -127,7 +127,7 @@ def loop(
     kinesis_port = free_port()
     log = state / "logs" / "serve-kinesis.log"
     consumer = start_process(
-        [sys.executable, "-m", "server.serve_kinesis"], log, env={**env, "KINESIS_METRICS_PORT": str(kinesis_port)}
+        [sys.executable, "-m", "server.kinesis"], log, env={**env, "KINESIS_METRICS_PORT": str(kinesis_port)}
     )
     wait_for_http(f"http://127.0.0.1:{kinesis_port}/metrics", 180, consumer, log)
     traffic = Traffic(api.url, sample_records[0])

@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 
 from mlops.data import clean, generate_bank_churners
-from mlops.prediction_log import SQLiteStore, make_entry
 from mlops.spec import FeatureSpec
+from mlops.stores.prediction_log import SQLiteStore, make_entry
 from simulation_business.sampling import drift_frame, to_records
 from tests.conftest import free_port, start_process, stop_process, system_binary, wait_for_http
 
@@ -72,8 +72,8 @@ def log_predictions(uri: str, spec: FeatureSpec, run_id: str, rows: int) -> list
 
 def settle(uri: str, truth: list[tuple[float, int]], count: int) -> None:
     """Outcomes for the first `count` predictions, by request id (what POST /outcomes stores)."""
-    from mlops.outcome_store import SQLiteOutcomeStore
     from mlops.outcomes import Outcome
+    from mlops.stores.outcomes import SQLiteOutcomeStore
 
     now = datetime.now(UTC)
     report = SQLiteOutcomeStore(uri).ingest(

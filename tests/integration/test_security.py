@@ -83,7 +83,7 @@ def test_cloud_without_api_key_refuses_to_start(service_env: dict[str, str], tmp
     env.pop("AWS_ACCESS_KEY_ID", None)
     env.pop("AWS_SECRET_ACCESS_KEY", None)
     log = tmp_path / "cloud.log"
-    process = start_process([str(VENV_BIN / "python"), "-m", "server.predict_api", "--env", "cloud"], log, env=env)
+    process = start_process([str(VENV_BIN / "python"), "-m", "server.api", "--env", "cloud"], log, env=env)
     try:
         code = process.wait(timeout=60)
     except subprocess.TimeoutExpired:

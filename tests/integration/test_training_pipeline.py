@@ -19,10 +19,10 @@ from mlops.data import generate_bank_churners, read_raw
 from mlops.feature_store import FeatureStore
 from mlops.init_aws import load_data
 from mlops.model import ModelBundle
+from mlops.model_service import ModelService
 from mlops.registry import download_model
 from mlops.settings import PROJECT_ROOT, Settings
 from mlops.spec import FeatureSpec
-from server.model_service import ModelService
 from tests.conftest import TEST_ROWS, TEST_TRIALS, free_port
 from tests.telco import SPEC_PATH, telco_frame
 

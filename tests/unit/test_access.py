@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from mlops.settings import ConfigurationError, load_settings
-from server.access import AccessDenied, AccessPolicy, check_startup, parse_rate_limit
-from server.predict_api import close_app, create_app
+from server.api import close_app, create_app
+from server.api.access import AccessDenied, AccessPolicy, check_startup, parse_rate_limit
 
 
 class CountingSink:

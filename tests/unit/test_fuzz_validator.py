@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mlops.contract import RecordError
+from mlops.model_service import ModelService
 from mlops.settings import load_settings
-from server.model_service import ModelService
-from server.predict_api import create_app
+from server.api import create_app
 from tests.unit.test_validation import GOOD, tiny_service
 
 SERVICE: ModelService = tiny_service()

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from mlops.json_text import dumps as answer_json
 from mlops.json_text import loads as parse_json
-from mlops.prediction_log import new_id
+from mlops.stores.ids import new_id
 
 
 def _outcome(parse: Any, raw: bytes) -> tuple[str, str]:

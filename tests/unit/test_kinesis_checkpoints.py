@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from server.checkpoints import CheckpointStore, ShardCheckpoint
+from server.kinesis.checkpoints import CheckpointStore, ShardCheckpoint
 
 
 def test_checkpoints_survive_a_new_instance(tmp_path: Path) -> None:

@@ -18,8 +18,9 @@ from mlops.contract import validate_record
 from mlops.data import clean, generate_bank_churners
 from mlops.settings import PROJECT_ROOT, Settings, load_settings
 from mlops.spec import FeatureSpec
-from server.checkpoints import CheckpointStore
-from server.serve_kinesis import KinesisConsumer, PutError, put_all
+from server.kinesis.checkpoints import CheckpointStore
+from server.kinesis.consumer import KinesisConsumer
+from server.kinesis.writer import PutError, put_all
 from simulation_business.sampling import to_records
 
 SPEC = FeatureSpec.load(PROJECT_ROOT / "features.yaml")

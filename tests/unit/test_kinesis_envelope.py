@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from server.serve_kinesis import MAX_PARTITION_KEY, Envelope, EnvelopeError, parse_envelope, raw_text
+from server.kinesis.envelope import MAX_PARTITION_KEY, Envelope, EnvelopeError, parse_envelope, raw_text
 from simulation_business.sampling import envelope as build_envelope
 
 RECORD = {"customer_age": 45, "gender": "F"}

@@ -13,11 +13,11 @@ import pytest
 from mlops.contract import clean
 from mlops.data import generate_bank_churners
 from mlops.materialize import feature_rows
-from mlops.online_store import OnlineStoreUnavailable, SQLiteOnlineStore
 from mlops.settings import PROJECT_ROOT, load_settings
 from mlops.spec import FeatureSpec
-from server.predict_api import close_app, create_app
-from server.serve_kinesis import EnvelopeError, parse_envelope
+from mlops.stores.online import OnlineStoreUnavailable, SQLiteOnlineStore
+from server.api import close_app, create_app
+from server.kinesis.envelope import EnvelopeError, parse_envelope
 from tests.unit.test_validation import GOOD, RecordingSink, tiny_service
 
 SPEC = FeatureSpec.load(PROJECT_ROOT / "features.yaml")
@@ -128,7 +128,7 @@ def test_id_only_envelopes() -> None:
 
 
 def test_the_consumer_scores_id_only_records_and_dead_letters_unknown_ids(tmp_path: Path) -> None:
-    from server.serve_kinesis import KinesisConsumer
+    from server.kinesis.consumer import KinesisConsumer
 
     class FakeKinesis:
         def __init__(self) -> None:

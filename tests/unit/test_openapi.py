@@ -9,9 +9,9 @@ import jsonschema
 import numpy as np
 import pytest
 
+from mlops.model_service import ModelService
 from mlops.settings import load_settings
-from server.model_service import ModelService
-from server.predict_api import create_app
+from server.api import create_app
 from tests.unit.test_validation import GOOD, tiny_service, with_
 
 

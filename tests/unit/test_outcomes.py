@@ -15,12 +15,12 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from mlops.contract import DataError, RecordError
-from mlops.outcome_store import MongoOutcomeStore, SQLiteOutcomeStore
 from mlops.outcomes import Outcome, outcome_from_record, outcomes_from_frame, read_outcomes_file
 from mlops.performance import NotEnough, Performance, expected_calibration_error, realized
-from mlops.prediction_log import MongoStore, SQLiteStore, make_entry
 from mlops.settings import PROJECT_ROOT
 from mlops.spec import FeatureSpec
+from mlops.stores.outcomes import MongoOutcomeStore, SQLiteOutcomeStore
+from mlops.stores.prediction_log import MongoStore, SQLiteStore, make_entry
 
 SPEC = FeatureSpec.load(PROJECT_ROOT / "features.yaml")
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -13,14 +13,7 @@ from typing import Any
 import mongomock
 import pytest
 
-from mlops.prediction_log import (
-    MongoStore,
-    PredictionLog,
-    SQLiteStore,
-    StoreUnavailable,
-    make_entry,
-    open_store,
-)
+from mlops.stores.prediction_log import MongoStore, PredictionLog, SQLiteStore, StoreUnavailable, make_entry, open_store
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -1,7 +1,7 @@
 """Parity of the two runtimes: each compose service and its native program run the same entry point.
 
 Reads both definitions (the compose files with PyYAML, native/supervisord.conf with configparser) and
-compares, for every name, what process is started (`python -m server.predict_api`, `mlflow server`, ...;
+compares, for every name, what process is started (`python -m server.api`, `mlflow server`, ...;
 paths, hosts and ports may differ). A service that exists on one side only fails, apart from the
 commented allow-list below.
 
@@ -274,7 +274,7 @@ def test_python_services_copy_their_entry_package() -> None:
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["${MLOPS_VENV}/bin/python", "-m", "server.predict_api"], "python -m server.predict_api"),
+        (["${MLOPS_VENV}/bin/python", "-m", "server.api"], "python -m server.api"),
         (["python3.11", "-m", "reporting.deployments", "--once"], "python -m reporting.deployments"),
         (["/opt/venv/bin/mlflow", "server", "--host", "0.0.0.0"], "mlflow server"),
         (["prefect", "server", "start", "--port", "4200"], "prefect server start"),
@@ -293,9 +293,9 @@ def test_supervisord_parsing_reads_multiline_commands(tmp_path: Path) -> None:
         "[supervisord]\nlogfile=%(ENV_X)s/log\n\n[program:a]\n"
         "command=%(ENV_MLOPS_VENV)s/bin/mlflow server --port 1\n"
         "    --backend-store-uri sqlite:///%(ENV_S)s/db\nautostart=true\n\n[program:b]\n"
-        "command=%(ENV_MLOPS_VENV)s/bin/python -m server.serve_kinesis\n"
+        "command=%(ENV_MLOPS_VENV)s/bin/python -m server.kinesis\n"
     )
     programs = native_programs(conf)
     assert programs["a"][-2:] == ["--backend-store-uri", "sqlite:///${S}/db"]
     assert entry_point(programs["a"]) == "mlflow server"
-    assert entry_point(programs["b"]) == "python -m server.serve_kinesis"
+    assert entry_point(programs["b"]) == "python -m server.kinesis"

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops.settings import load_settings
-from server.predict_api import STATE_KEY, close_app, create_app
+from server.api import STATE_KEY, close_app, create_app
 from server.shadow import ShadowScorer
 from tests.unit.test_validation import GOOD, RecordingSink, tiny_service
 

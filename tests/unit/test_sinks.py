@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 
-from mlops.prediction_log import PredictionLog, SQLiteStore, make_entry
+from mlops.stores.prediction_log import PredictionLog, SQLiteStore, make_entry
 from server.sinks import DriftSink, PredictionLogSink, submit_all
 
 

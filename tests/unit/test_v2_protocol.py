@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from mlops import registry
+from mlops.model_service import ModelService
 from mlops.settings import load_settings
-from server.model_service import ModelService
-from server.predict_api import create_app
-from server.v2_api import input_metadata
+from server.api import create_app
+from server.api.v2_tensors import input_metadata
 from tests.unit.test_validation import GOOD, RecordingSink, tiny_service, with_
 
 KEY = "v2-test-key-0123456789"

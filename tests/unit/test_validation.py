@@ -19,10 +19,10 @@ import xgboost as xgb
 from mlops.contract import RecordError, validate_record
 from mlops.encoding import FeatureEncoder
 from mlops.model import ModelBundle
+from mlops.model_service import ModelService
 from mlops.settings import PROJECT_ROOT, load_settings
 from mlops.spec import FeatureSpec
-from server.model_service import ModelService
-from server.predict_api import STATE_KEY, create_app
+from server.api import STATE_KEY, create_app
 
 GOOD: dict[str, Any] = {
     "customer_age": 45,

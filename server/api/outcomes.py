@@ -13,17 +13,18 @@ import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask
+from flask import Blueprint
 
 from mlops.contract import RecordError
 from mlops.outcomes import contract_for
-from mlops.prediction_log import StoreUnavailable
 from mlops.spec import FeatureSpec
-from server.request_body import read_body
+from mlops.stores.base import StoreUnavailable
+from mlops.stores.outcomes import OutcomeStore, open_outcome_store
+from server.api.body import parse_records, read_body
+from server.api.errors import ApiError
 
 if TYPE_CHECKING:
-    from mlops.outcome_store import OutcomeStore
-    from server.predict_api import ApiState
+    from server.api.state import ApiState
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,8 @@ def outcome_metrics() -> Any:
     )
 
 
-def register_outcomes(app: Flask, state: ApiState, parse_body: Any, api_error: type[Exception]) -> None:
-    """Add POST /outcomes to the predict API (`parse_body` and `api_error` are the API's own, for one error shape)."""
+def outcomes_blueprint(state: ApiState) -> Blueprint:
+    routes = Blueprint("outcomes", __name__)
     store_lock = threading.Lock()
     holder: dict[str, OutcomeStore] = {}
     fallback: dict[str, FeatureSpec] = {}
@@ -47,8 +48,6 @@ def register_outcomes(app: Flask, state: ApiState, parse_body: Any, api_error: t
     def store() -> OutcomeStore:
         with store_lock:
             if "store" not in holder:
-                from mlops.outcome_store import open_outcome_store
-
                 holder["store"] = open_outcome_store(state.settings)
             return holder["store"]
 
@@ -59,19 +58,19 @@ def register_outcomes(app: Flask, state: ApiState, parse_body: Any, api_error: t
             fallback["spec"] = FeatureSpec.load(state.settings.feature_spec)
         return fallback["spec"]
 
-    @app.post("/outcomes")
+    @routes.post("/outcomes")
     def outcomes() -> tuple[dict[str, Any], int]:
-        records, single = parse_body(read_body(), state.settings.max_batch_records)
+        records, single = parse_records(read_body(), state.settings.max_batch_records)
         contract = contract_for(spec())
         try:
             parsed = [contract(record, None if single else i) for i, record in enumerate(records)]
         except RecordError as error:
-            raise api_error(422, "invalid outcome", error.reason, error.field, error.index) from None
+            raise ApiError(422, "invalid outcome", error.reason, error.field, error.index) from None
         try:
             report = store().ingest(parsed)
         except StoreUnavailable as error:
             log.warning("outcomes not stored: %s", error)
-            raise api_error(503, "outcome store unavailable", f"{error}; nothing was stored, send again") from None
+            raise ApiError(503, "outcome store unavailable", f"{error}; nothing was stored, send again") from None
         for status, count in (
             ("settled", report.settled),
             ("duplicate", report.duplicates),
@@ -82,3 +81,5 @@ def register_outcomes(app: Flask, state: ApiState, parse_body: Any, api_error: t
             if count:
                 metrics.labels(status=status).inc(count)
         return report.as_dict(), 200
+
+    return routes

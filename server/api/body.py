@@ -1,4 +1,4 @@
-"""Request bodies, read in one place, so that a keep-alive connection stays in step after a refused call.
+"""Request bodies, read and parsed in one place, so that a keep-alive connection stays in step after a refused call.
 
 gunicorn (26.x) drains at most 64 KiB of a body the application did not read (a call refused before its body: no
 key, rate limit, unknown route, MAX_BODY_BYTES exceeded) and beyond that closes the connection *after* an answer
@@ -13,8 +13,12 @@ cap is not worth reading for a refused caller; gunicorn then closes the connecti
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from flask import g, request
+
+from mlops import json_text
+from server.api.errors import ApiError
 
 log = logging.getLogger(__name__)
 
@@ -48,3 +52,28 @@ def drain_unread_body(cap: int) -> None:
     except Exception:  # a client that went away or stalls: the connection cannot be reused anyway
         log.debug("could not drain an unread request body", exc_info=True)
     g.body_read = True
+
+
+def parse_records(body: bytes, max_records: int) -> tuple[list[Any], bool]:
+    """The JSON body as a list of records and whether it was a single object. Every failure is an ApiError."""
+    if not body.strip():
+        raise ApiError(400, "invalid JSON", "the body is empty; send a JSON object or a list of objects", "(body)")
+    try:
+        parsed = json_text.loads(body)
+    except RecursionError:
+        raise ApiError(400, "invalid JSON", "the body is nested too deeply", "(body)") from None
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        raise ApiError(400, "invalid JSON", f"the body is not valid JSON: {error}", "(body)") from None
+    if isinstance(parsed, dict):
+        return [parsed], True
+    if isinstance(parsed, list):
+        if not parsed:
+            raise ApiError(400, "empty list", "send at least one record", "(body)")
+        if len(parsed) > max_records:
+            raise ApiError(
+                413, "too many records", f"a batch may hold at most {max_records} records, got {len(parsed)}", "(body)"
+            )
+        return parsed, False
+    raise ApiError(
+        400, "invalid body", f"expected a JSON object or a list of objects, got {type(parsed).__name__}", "(body)"
+    )

@@ -1,0 +1,99 @@
+"""What one ingest call did, and the join rule that decides which prediction an outcome settles (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from mlops.outcomes import Outcome
+
+OUTCOMES = "outcomes"
+SETTLEMENTS = "settlements"
+MAX_LISTED = 20  # unknown / ambiguous keys named in an answer
+
+SETTLED, DUPLICATE, UNKNOWN, AMBIGUOUS, CONFLICT = "settled", "duplicate", "unknown", "ambiguous", "conflict"
+
+
+@dataclass
+class IngestReport:
+    """What happened to each outcome of one call; `unknown_keys` names the first few not matched."""
+
+    received: int = 0
+    settled: int = 0
+    duplicates: int = 0
+    unknown: int = 0
+    ambiguous: int = 0
+    conflicts: int = 0
+    unknown_keys: list[str] = field(default_factory=list)
+    ambiguous_keys: list[str] = field(default_factory=list)
+
+    def count(self, status: str, outcome: Outcome) -> None:
+        self.received += 1
+        if status == SETTLED:
+            self.settled += 1
+        elif status == DUPLICATE:
+            self.duplicates += 1
+        elif status == CONFLICT:
+            self.conflicts += 1
+        elif status == UNKNOWN:
+            self.unknown += 1
+            if len(self.unknown_keys) < MAX_LISTED:
+                self.unknown_keys.append(outcome.key)
+        elif status == AMBIGUOUS:
+            self.ambiguous += 1
+            if len(self.ambiguous_keys) < MAX_LISTED:
+                self.ambiguous_keys.append(outcome.key)
+
+    def merge(self, other: IngestReport) -> None:
+        for name in ("received", "settled", "duplicates", "unknown", "ambiguous", "conflicts"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.unknown_keys = (self.unknown_keys + other.unknown_keys)[:MAX_LISTED]
+        self.ambiguous_keys = (self.ambiguous_keys + other.ambiguous_keys)[:MAX_LISTED]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A logged prediction an outcome may settle."""
+
+    prediction_id: str
+    customer_id: str | None
+    model_run_id: str
+    prediction: float
+    timestamp: str
+    source: str
+
+
+def choose(outcome: Outcome, by_request: list[Candidate], latest_of_customer: Candidate | None) -> Candidate | str:
+    """The join rule (pure): the prediction `outcome` settles, or UNKNOWN / AMBIGUOUS."""
+    if outcome.request_id is not None:
+        found = by_request
+        if outcome.customer_id is not None and len(found) > 1:
+            found = [c for c in found if c.customer_id == outcome.customer_id]
+        if len(found) == 1:
+            return found[0]
+        if len(found) > 1:
+            return AMBIGUOUS
+        if outcome.customer_id is None:
+            return UNKNOWN
+    return latest_of_customer if latest_of_customer is not None else UNKNOWN
+
+
+class OutcomeStore(Protocol):
+    uri: str
+
+    def ingest(self, outcomes: Sequence[Outcome]) -> IngestReport: ...
+
+    def settled(self, model_run_id: str | None = None, limit: int | None = None) -> list[dict[str, Any]]: ...
+
+    def settled_between(self, since: datetime, until: datetime | None = None) -> list[dict[str, Any]]: ...
+
+    def run_ids(self) -> list[str]: ...
+
+    def settled_inputs(self, limit: int) -> list[tuple[dict[str, Any], int]]: ...
+
+    def close(self) -> None: ...

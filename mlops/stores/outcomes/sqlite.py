@@ -1,0 +1,222 @@
+"""Outcomes and settlements in the prediction log's SQLite file: one transaction per call, the join a query."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any
+
+from mlops.outcomes import Outcome
+from mlops.stores.ids import iso, utc_now_iso
+from mlops.stores.outcomes.report import (
+    CONFLICT,
+    DUPLICATE,
+    OUTCOMES,
+    SETTLED,
+    SETTLEMENTS,
+    Candidate,
+    IngestReport,
+    choose,
+)
+from mlops.stores.prediction_log.entry import PREDICTIONS
+from mlops.stores.prediction_log.sqlite import create_schema
+from mlops.stores.sqlite_file import SQLiteFile, in_transaction
+
+
+def _outcome_schema(connection: sqlite3.Connection) -> None:
+    connection.executescript(
+        f"""
+        CREATE TABLE IF NOT EXISTS {OUTCOMES} (
+            outcome_id TEXT PRIMARY KEY,
+            request_id TEXT,
+            customer_id TEXT,
+            label INTEGER NOT NULL,
+            observed_at TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            status TEXT NOT NULL,
+            prediction_id TEXT
+        );
+        CREATE TABLE IF NOT EXISTS {SETTLEMENTS} (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            prediction_id TEXT NOT NULL UNIQUE,
+            outcome_id TEXT NOT NULL,
+            model_run_id TEXT NOT NULL,
+            source TEXT NOT NULL,
+            prediction REAL NOT NULL,
+            predicted_at TEXT NOT NULL,
+            label INTEGER NOT NULL,
+            observed_at TEXT NOT NULL,
+            settled_at TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS {SETTLEMENTS}_run ON {SETTLEMENTS} (model_run_id, seq);
+        CREATE INDEX IF NOT EXISTS {SETTLEMENTS}_predicted ON {SETTLEMENTS} (predicted_at);
+        """
+    )
+
+
+class SQLiteOutcomeStore:
+    """Tables `outcomes` and `settlements` in the prediction log's SQLite file; one transaction per call."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        # the prediction log's file: its predictions table (and indexes) first, then ours
+        self.file = SQLiteFile(uri, [create_schema, _outcome_schema], "outcome store", "PREDICTION_LOG_URI")
+
+    def _run(self, action: Callable[[sqlite3.Connection], Any]) -> Any:
+        return self.file.run(action)
+
+    def ingest(self, outcomes: Sequence[Outcome]) -> IngestReport:
+        report = IngestReport()
+        now = utc_now_iso()
+
+        def candidates(connection: sqlite3.Connection, query: str, params: tuple[Any, ...]) -> list[Candidate]:
+            return [Candidate(*row) for row in connection.execute(query, params)]
+
+        select = f"SELECT prediction_id, customer_id, model_run_id, prediction, timestamp, source FROM {PREDICTIONS}"
+
+        def ingest(connection: sqlite3.Connection) -> None:
+            for outcome in outcomes:
+                report.count(self._one(connection, outcome, now, candidates, select), outcome)
+
+        self._run(lambda c: in_transaction(c, ingest))
+        return report
+
+    @staticmethod
+    def _one(connection: sqlite3.Connection, outcome: Outcome, now: str, candidates: Any, select: str) -> str:
+        outcome_id = outcome.outcome_id
+        seen = connection.execute(f"SELECT status FROM {OUTCOMES} WHERE outcome_id = ?", (outcome_id,)).fetchone()
+        if seen is not None and seen[0] in (SETTLED, DUPLICATE, CONFLICT):
+            return DUPLICATE
+        by_request = (
+            candidates(connection, f"{select} WHERE request_id = ? AND source != 'shadow'", (outcome.request_id,))
+            if outcome.request_id is not None
+            else []
+        )
+        latest = None
+        if outcome.customer_id is not None and not by_request:
+            found = candidates(
+                connection,
+                f"{select} WHERE customer_id = ? AND timestamp <= ? AND source != 'shadow' "
+                "ORDER BY timestamp DESC LIMIT 1",
+                (outcome.customer_id, iso(outcome.observed_at)),
+            )
+            latest = found[0] if found else None
+        chosen = choose(outcome, by_request, latest)
+        status: str
+        prediction_id: str | None = None
+        if isinstance(chosen, str):
+            status = chosen
+        else:
+            prediction_id = chosen.prediction_id
+            earlier = connection.execute(
+                f"SELECT label FROM {SETTLEMENTS} WHERE prediction_id = ?", (prediction_id,)
+            ).fetchone()
+            if earlier is not None:
+                status = DUPLICATE if earlier[0] == outcome.label else CONFLICT
+            else:
+                connection.execute(
+                    f"INSERT INTO {SETTLEMENTS} (prediction_id, outcome_id, model_run_id, source, prediction, "
+                    "predicted_at, label, observed_at, settled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        prediction_id,
+                        outcome_id,
+                        chosen.model_run_id,
+                        chosen.source,
+                        chosen.prediction,
+                        chosen.timestamp,
+                        outcome.label,
+                        iso(outcome.observed_at),
+                        now,
+                    ),
+                )
+                status = SETTLED
+                # the shadow model's score of the same record (same request id and customer) is settled with it
+                twins = candidates(
+                    connection,
+                    f"{select} WHERE request_id = ? AND source = 'shadow' AND customer_id IS ?",
+                    (chosen_request(connection, chosen), chosen.customer_id),
+                )
+                for twin in twins:
+                    connection.execute(
+                        f"INSERT OR IGNORE INTO {SETTLEMENTS} (prediction_id, outcome_id, model_run_id, source, "
+                        "prediction, predicted_at, label, observed_at, settled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            twin.prediction_id,
+                            outcome_id,
+                            twin.model_run_id,
+                            twin.source,
+                            twin.prediction,
+                            twin.timestamp,
+                            outcome.label,
+                            iso(outcome.observed_at),
+                            now,
+                        ),
+                    )
+        connection.execute(
+            f"INSERT OR REPLACE INTO {OUTCOMES} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                outcome_id,
+                outcome.request_id,
+                outcome.customer_id,
+                outcome.label,
+                iso(outcome.observed_at),
+                now,
+                status,
+                prediction_id,
+            ),
+        )
+        return status
+
+    def settled(self, model_run_id: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """The newest `limit` settlements (of one model run, if given), oldest first."""
+        query = f"SELECT * FROM {SETTLEMENTS}"
+        params: list[Any] = []
+        if model_run_id is not None:
+            query += " WHERE model_run_id = ?"
+            params.append(model_run_id)
+        query += " ORDER BY seq DESC"
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(int(limit))
+        return list(reversed(self._rows(query, params)))
+
+    def settled_between(self, since: datetime, until: datetime | None = None) -> list[dict[str, Any]]:
+        """Settlements of the predictions made in [since, until), oldest prediction first (for reports)."""
+        query = f"SELECT * FROM {SETTLEMENTS} WHERE predicted_at >= ?"
+        params: list[Any] = [iso(since)]
+        if until is not None:
+            query += " AND predicted_at < ?"
+            params.append(iso(until))
+        return self._rows(query + " ORDER BY predicted_at, seq", params)
+
+    def _rows(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
+        def read(connection: sqlite3.Connection) -> list[dict[str, Any]]:
+            connection.row_factory = sqlite3.Row
+            return [dict(row) for row in connection.execute(query, params)]
+
+        return self._run(read)
+
+    def run_ids(self) -> list[str]:
+        rows = self._run(lambda c: c.execute(f"SELECT DISTINCT model_run_id FROM {SETTLEMENTS}").fetchall())
+        return sorted(r[0] for r in rows)
+
+    def settled_inputs(self, limit: int) -> list[tuple[dict[str, Any], int]]:
+        """The newest `limit` settled predictions' inputs (the clean records) and labels: what a promotion
+        re-scores with both models."""
+        query = (
+            f"SELECT p.input, s.label FROM {SETTLEMENTS} s JOIN {PREDICTIONS} p ON p.prediction_id = s.prediction_id "
+            "ORDER BY s.seq DESC LIMIT ?"
+        )
+        rows = self._run(lambda c: c.execute(query, (int(limit),)).fetchall())
+        return [(json.loads(text), int(label)) for text, label in reversed(rows)]
+
+    def close(self) -> None:
+        return None
+
+
+def chosen_request(connection: sqlite3.Connection, chosen: Candidate) -> str:
+    """The request id of the settled prediction (an outcome by customer does not carry it)."""
+    row = connection.execute(f"SELECT request_id FROM {PREDICTIONS} WHERE prediction_id = ?", (chosen.prediction_id,))
+    return str(row.fetchone()[0])

@@ -1,0 +1,80 @@
+"""Batches the store refused, kept on disk until it takes them again (nothing accepted is lost)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+
+class Spool:
+    """Batches the store refused, as JSON-lines files whose names sort in write order.
+
+    A file being replayed is renamed `<name>.replaying-<pid>` first, so two processes never replay the same
+    file; a claim left behind by a dead process is released on start.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._counter = 0
+        self._release_dead_claims()
+
+    def _release_dead_claims(self) -> None:
+        for claimed in self.directory.glob("*.jsonl.replaying-*"):
+            pid = int(claimed.name.rsplit("-", 1)[1]) if claimed.name.rsplit("-", 1)[1].isdigit() else 0
+            if pid == os.getpid() or not _alive(pid):
+                claimed.rename(claimed.with_name(claimed.name.split(".replaying-")[0]))
+
+    def append(self, entries: Sequence[Mapping[str, Any]]) -> Path:
+        self._counter += 1
+        name = f"{time.time_ns():020d}-{os.getpid()}-{self._counter:08d}.jsonl"
+        temporary = self.directory / f".{name}.tmp"
+        with temporary.open("w") as handle:
+            for entry in entries:
+                handle.write(json.dumps(entry, separators=(",", ":"), default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        target = self.directory / name
+        temporary.replace(target)
+        return target
+
+    def pending(self) -> list[Path]:
+        return sorted(self.directory.glob("*.jsonl"))
+
+    def pending_entries(self) -> int:
+        return sum(sum(1 for _ in p.open()) for p in self.pending())
+
+    def replay(self, write: Callable[[list[dict[str, Any]]], None]) -> int:
+        """Write every spooled file, oldest first; stop at the first failure (raised). Returns the count."""
+        written = 0
+        for path in self.pending():
+            claimed = path.with_name(f"{path.name}.replaying-{os.getpid()}")
+            try:
+                path.rename(claimed)
+            except FileNotFoundError:
+                continue  # another process took it
+            try:
+                entries = [json.loads(line) for line in claimed.read_text().splitlines() if line.strip()]
+                write(entries)
+            except BaseException:
+                claimed.rename(path)
+                raise
+            claimed.unlink()
+            written += len(entries)
+        return written
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

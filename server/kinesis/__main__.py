@@ -1,0 +1,129 @@
+"""`python -m server.kinesis`: score records from the Kinesis predictions stream (server.kinesis.consumer).
+
+Checks the three streams and loads the model before it starts (a missing stream or a dead MLflow without a cached
+model is exit code 2 with the setting named), serves its metrics on KINESIS_METRICS_PORT, follows the registry
+between batches (RUN_ID empty) and stops cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import ClientError, EndpointConnectionError
+
+from mlops import aws
+from mlops.aws import ServiceUnavailable
+from mlops.model_service import ModelService
+from mlops.settings import ConfigurationError, Settings, load_settings
+from server.kinesis.consumer import KinesisConsumer
+from server.registry_follower import RegistryFollower
+from server.shadow import shadow_for
+from server.sinks import PredictionSink, build_sinks, close_all
+
+log = logging.getLogger("serve_kinesis")
+
+
+def _check_streams(client: Any, settings: Settings) -> None:
+    for setting, stream in (
+        ("KINESIS_PREDICTIONS_STREAM", settings.kinesis_predictions_stream),
+        ("KINESIS_RESULTS_STREAM", settings.kinesis_results_stream),
+        ("KINESIS_DEAD_LETTER_STREAM", settings.kinesis_dead_letter_stream),
+    ):
+        try:
+            client.describe_stream_summary(StreamName=stream)
+        except EndpointConnectionError as error:
+            raise ServiceUnavailable(
+                f"Kinesis is unreachable ({aws.describe_endpoint(settings)}); start it or fix AWS_ENDPOINT_URL"
+            ) from error
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                raise ServiceUnavailable(
+                    f"Kinesis stream '{stream}' does not exist (setting {setting}); create it with `make init_aws`"
+                ) from error
+            raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m server.kinesis",
+        description="Score records from the Kinesis predictions stream and write results "
+        '(envelope: {"request_id": "...", "record": {...}}).',
+    )
+    parser.add_argument("--env", choices=["local", "cloud"], default=None, help="settings file .env.<env>")
+    parser.add_argument(
+        "--poll-interval",
+        type=float,
+        default=0.2,
+        help="seconds to wait after a round that read nothing (latency vs. GetRecords calls)",
+    )
+    parser.add_argument("--batch-size", type=int, default=None, help="GetRecords Limit (default MAX_BATCH_RECORDS)")
+    parser.add_argument("--metrics-port", type=int, default=None, help="default KINESIS_METRICS_PORT")
+    parser.add_argument("--no-sinks", action="store_true", help="do not write the prediction log / drift service")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from prometheus_client import start_http_server
+
+    try:
+        settings = load_settings(args.env)
+        client = aws.client("kinesis", settings)
+        _check_streams(client, settings)
+        service = ModelService.from_settings(settings)
+        sinks: list[PredictionSink] = [] if args.no_sinks else build_sinks(settings, service.spec.name)
+        consumer = KinesisConsumer(
+            settings,
+            service,
+            sinks,
+            client,
+            poll_interval_s=args.poll_interval,
+            batch_limit=args.batch_size,
+            shadow=shadow_for(settings, sinks),
+        )
+    except (ConfigurationError, ServiceUnavailable) as error:
+        print(f"serve_kinesis: error: {error}", file=sys.stderr)
+        return 2
+    consumer.follower = RegistryFollower(settings, service.run_id, consumer.switch_model)
+    port = args.metrics_port or settings.kinesis_metrics_port
+    try:
+        start_http_server(port, addr=settings.api_host, registry=consumer.metrics.registry)
+    except OSError as error:
+        print(
+            f"serve_kinesis: error: metrics port {settings.api_host}:{port} unavailable ({error}); "
+            "set KINESIS_METRICS_PORT",
+            file=sys.stderr,
+        )
+        return 2
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        log.info("%s: finishing the batch in progress, then stopping", signal.Signals(signum).name)
+        consumer.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "consuming %s -> %s (dead letters: %s) with model %s; metrics on http://%s:%d/metrics",
+        settings.kinesis_predictions_stream,
+        settings.kinesis_results_stream,
+        settings.kinesis_dead_letter_stream,
+        service.run_id,
+        settings.api_host,
+        port,
+    )
+    try:
+        consumer.run()
+    finally:
+        close_all(sinks, 10.0)
+        if consumer.shadow is not None:
+            consumer.shadow.close()
+    log.info("stopped cleanly; checkpoints in %s", consumer.checkpoints.path if consumer.checkpoints else "-")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The Kinesis input envelope: what a record's Data must be, parsed in one place (UTF-8 JSON).
+
+    {"request_id": "<1-256 chars, or an integer>", "record": {<one record as POST /predict takes it>}}
+    {"request_id": "...", "customer_id": "..."}       score the customer's features from the online store
+
+The shape of the original design is also accepted: {"customer_id": ..., "customer": {...}}, with customer_id as the
+request id. A record that cannot be parsed raises EnvelopeError naming the field; the consumer dead-letters it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+MAX_PARTITION_KEY = 256  # Kinesis' limit on a partition key, which the request id becomes
+ENVELOPES = (
+    ("request_id", "record"),
+    ("customer_id", "customer"),
+)  # (id key, record key), first is the documented
+CUSTOMER_KEY = "customer_id"  # with "request_id" and no record: the customer's features from the online store
+
+
+@dataclass(frozen=True)
+class Envelope:
+    request_id: str
+    record: Any
+    customer_id: str | None = None  # {"request_id", "customer_id"} and no record: score from the online store
+
+
+@dataclass(frozen=True)
+class EnvelopeError(ValueError):
+    """The record cannot be scored: `field` names what is wrong; `request_id` is kept if it was read."""
+
+    field: str
+    reason: str
+    request_id: str | None = None
+
+    def __str__(self) -> str:
+        return f"field '{self.field}': {self.reason}"
+
+
+def parse_envelope(data: bytes) -> Envelope:
+    """Decode one Kinesis record's Data into (request id, record); raise EnvelopeError saying why not."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise EnvelopeError("(data)", f"not UTF-8 text: {error.reason} at byte {error.start}") from error
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise EnvelopeError("(data)", f"not JSON: {error.msg} at character {error.pos}") from error
+    if not isinstance(body, dict):
+        raise EnvelopeError("(envelope)", f"must be a JSON object, got {type(body).__name__}")
+    for id_key, record_key in ENVELOPES:
+        if id_key in body or record_key in body:
+            break
+    else:
+        raise EnvelopeError(
+            "request_id",
+            'missing; expected {"request_id": "...", "record": {...}} (or "customer_id"/"customer")',
+        )
+    by_id = id_key == "request_id" and CUSTOMER_KEY in body and record_key not in body
+    allowed = {id_key, CUSTOMER_KEY} if by_id else {id_key, record_key}
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        expected = f"'{id_key}' and '{record_key}' (or '{CUSTOMER_KEY}' instead of '{record_key}')"
+        raise EnvelopeError(unknown[0], f"unknown envelope field; expected only {expected}")
+    request_id = _request_id(body.get(id_key), id_key)
+    if by_id:
+        return Envelope(request_id, None, _customer_id(body[CUSTOMER_KEY], request_id))
+    if record_key not in body:
+        raise EnvelopeError(
+            record_key, f"missing (or send '{CUSTOMER_KEY}' to score from the online store)", request_id
+        )
+    return Envelope(request_id, body[record_key])
+
+
+def _customer_id(value: Any, request_id: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+        raise EnvelopeError(CUSTOMER_KEY, "must be a non-empty string or an integer", request_id)
+    text = str(value).strip()
+    if len(text) > 128:
+        raise EnvelopeError(CUSTOMER_KEY, "must be at most 128 characters", request_id)
+    return text
+
+
+def _request_id(value: Any, key: str) -> str:
+    if value is None:
+        raise EnvelopeError(key, "missing (every record needs a request id: it keys the result)")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise EnvelopeError(key, f"must be a string or an integer, got {type(value).__name__}")
+    text = str(value)
+    if not text.strip():
+        raise EnvelopeError(key, "must not be empty")
+    if len(text) > MAX_PARTITION_KEY:
+        raise EnvelopeError(key, f"must be at most {MAX_PARTITION_KEY} characters (it is the partition key)")
+    return text
+
+
+def raw_text(data: bytes) -> tuple[str, str]:
+    """The raw Data for a dead letter: (text, "utf-8") when it decodes, else (base64, "base64")."""
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii"), "base64"

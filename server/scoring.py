@@ -1,0 +1,132 @@
+"""The one scoring step every surface calls: switch -> validate -> predict -> metrics -> log -> shadow.
+
+Like MLServer's DataPlane shared by its REST, gRPC and Kafka servers: HTTP `/predict`, the V2 infer, scoring by
+customer id and the Kinesis consumer all hand records to a `Scorer`, so a record is validated by the same contract,
+scored by the same model, counted, logged and shadow-scored alike whichever way it came. What differs per surface
+is only how it reads its input and writes its answer (and how it reports a bad record: a 422, a 409 for stale
+online features, a dead letter).
+
+Two phases, because the Kinesis consumer must write its results before anything is logged (a batch whose results
+could not be written is read again from its checkpoint, and logging it first would log it twice):
+`predict` (model + metrics) and `publish` (prediction log and drift sinks + shadow). `score` does both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+import numpy as np
+
+from mlops.spec import FeatureSpec
+from mlops.stores.ids import utc_now_iso
+from mlops.stores.prediction_log import make_entry
+from server.sinks import PredictionSink, submit_all
+
+if TYPE_CHECKING:
+    from mlops.model_service import ModelService
+    from server.shadow import ShadowScorer
+
+
+class ModelNotLoaded(RuntimeError):
+    """No model yet (MLflow down and nothing cached, no alias set): the message says why."""
+
+
+class ModelSlot(Protocol):
+    """Where the served model lives: the API's state (loaded in the background, switched by reloads) or a consumer's
+    fixed service. `follow_switch` applies a reload another worker published (a no-op where there is none)."""
+
+    service: ModelService | None
+    load_error: str | None
+
+    def follow_switch(self) -> None: ...
+
+
+class FixedSlot:
+    """A slot holding one service that swaps in place (the Kinesis consumer, batch): nothing to follow."""
+
+    load_error: str | None = None
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    def follow_switch(self) -> None:
+        return None
+
+
+class Scored(NamedTuple):
+    """What one scoring step produced: the validated records, their probabilities, the run and spec behind them."""
+
+    records: list[dict[str, Any]]
+    probabilities: np.ndarray  # float64, in the records' order
+    run_id: str
+    spec: FeatureSpec
+
+
+Observe = Callable[[np.ndarray], None]  # a surface's prediction metrics
+
+
+class Scorer:
+    """One per surface and process; thread-safe (the model swaps atomically, sinks and the shadow only enqueue)."""
+
+    def __init__(
+        self,
+        slot: ModelSlot,
+        sinks: Sequence[PredictionSink],
+        source: str,
+        shadow: ShadowScorer | None = None,
+        observe: Observe | None = None,
+    ) -> None:
+        self.slot = slot
+        self.sinks: list[PredictionSink] = list(sinks)
+        self.source = source  # the prediction log's `source`: http, kinesis, batch
+        self.shadow = shadow
+        self.observe = observe
+
+    def model(self) -> ModelService:
+        """The model to score with now, after applying any published switch; ModelNotLoaded if there is none."""
+        self.slot.follow_switch()
+        current = self.slot.service
+        if current is None:
+            raise ModelNotLoaded(self.slot.load_error or "the model is still loading")
+        return current
+
+    def score(self, records: Sequence[Any], request_ids: str | Sequence[str], indexed: bool) -> Scored:
+        """The whole step for records as a client sent them; the first invalid record raises RecordError
+        (`indexed`: its position goes into the error)."""
+        service = self.model()
+        scored = self.predict(service, service.validate(records, indexed=indexed))
+        self.publish(scored, request_ids)
+        return scored
+
+    def predict(self, service: ModelService, valid: list[dict[str, Any]]) -> Scored:
+        """Probabilities of validated records and the run that made them (one call: a swap cannot split them)."""
+        probabilities, run_id = service.predict_with_run(valid)
+        if self.observe is not None and len(valid):
+            self.observe(probabilities)
+        return Scored(valid, probabilities, run_id, service.spec)
+
+    def publish(self, scored: Scored, request_ids: str | Sequence[str]) -> None:
+        """Into the prediction log and the drift service, then to the shadow model; each only enqueues."""
+        records = scored.records
+        if not records:
+            return
+        ids = [request_ids] * len(records) if isinstance(request_ids, str) else list(request_ids)
+        if self.sinks:
+            id_column = scored.spec.id_column
+            answered = utc_now_iso()  # one call, one moment: every record of a batch is answered at once
+            entries = [
+                make_entry(
+                    record,
+                    probability,
+                    scored.run_id,
+                    self.source,
+                    request_id,
+                    answered,
+                    customer_id=record.get(id_column) if id_column else None,
+                )
+                for record, probability, request_id in zip(records, scored.probabilities, ids, strict=True)
+            ]
+            submit_all(self.sinks, entries)
+        if self.shadow is not None:
+            self.shadow.submit(records, ids)  # enqueued only: the answer never waits for the shadow

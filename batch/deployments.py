@@ -12,10 +12,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from batch.flow import FLOW_NAME, daily_batch_predictions, default_locations
 from mlops.settings import Settings
-from model_orchestration.prefect_process import run_against_prefect
+from model_orchestration.prefect_process import run_against_prefect, serve_deployments
 
 DEPLOYMENT_NAME = "churn-batch-daily"
 CUSTOMERS_DEPLOYMENT = "churn-batch-customers"
@@ -23,13 +24,11 @@ MATERIALIZE_DEPLOYMENT = "churn-online-store"
 FULL_NAME = f"{FLOW_NAME}/{DEPLOYMENT_NAME}"
 
 
-def serve(settings: Settings) -> None:
-    from prefect import serve as serve_all
-
+def deployments(settings: Settings) -> list[Any]:
     from model_orchestration.materialize_flow import materialize_online_store
 
     input_uri, output_uri = default_locations(settings)
-    serve_all(
+    return [
         daily_batch_predictions.to_deployment(
             name=DEPLOYMENT_NAME,
             cron=settings.batch_cron,
@@ -51,7 +50,7 @@ def serve(settings: Settings) -> None:
             tags=["online-store", settings.env],
             description="Latest feature row of every customer: S3 feature store -> ONLINE_STORE_URI.",
         ),
-    )
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -60,13 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def work(settings: Settings) -> None:
-        print(
-            f"serving {FULL_NAME} and {FLOW_NAME}/{CUSTOMERS_DEPLOYMENT} on cron '{settings.batch_cron}', "
-            f"materialize_online_store/{MATERIALIZE_DEPLOYMENT} every {settings.materialize_interval_hours:g} h "
-            "(Ctrl-C to stop)",
-            flush=True,
-        )
-        serve(settings)
+        serve_deployments(deployments(settings))
 
     return run_against_prefect("batch.deployments", args.env, work)
 

@@ -12,24 +12,27 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from mlops.aws import ServiceUnavailable
 from mlops.settings import Settings
-from model_orchestration.prefect_process import run_against_prefect
+from model_orchestration.prefect_process import run_against_prefect, serve_deployments
 from model_orchestration.train_flow import FLOW_NAME, model_tuning_and_uploading
 
 DEPLOYMENT_NAME = "churn-training"
 FULL_NAME = f"{FLOW_NAME}/{DEPLOYMENT_NAME}"
 
 
-def serve(interval_hours: float, env: str) -> None:
-    model_tuning_and_uploading.serve(
-        name=DEPLOYMENT_NAME,
-        interval=timedelta(hours=interval_hours),
-        parameters={"env": env},
-        tags=["training", env],
-        description="Tune XGBoost with hyperopt, log every trial to MLflow, register the best as 'challenger'.",
-    )
+def deployments(settings: Settings) -> list[Any]:
+    return [
+        model_tuning_and_uploading.to_deployment(
+            name=DEPLOYMENT_NAME,
+            interval=timedelta(hours=settings.train_interval_hours),
+            parameters={"env": settings.env},
+            tags=["training", settings.env],
+            description="Tune XGBoost with hyperopt, log every trial to MLflow, register the best as 'challenger'.",
+        )
+    ]
 
 
 def trigger(wait_seconds: float) -> str:
@@ -69,8 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ui = settings.prefect_api_url.removesuffix("/api")
             print(f"started flow run {run_id} of {FULL_NAME}: {ui}/runs/flow-run/{run_id}")
         else:
-            print(f"serving {FULL_NAME} every {settings.train_interval_hours:g} h (Ctrl-C to stop)", flush=True)
-            serve(settings.train_interval_hours, settings.env)
+            serve_deployments(deployments(settings))
 
     return run_against_prefect("model_orchestration.deployments", args.env, work)
 

@@ -22,18 +22,18 @@ from typing import Any
 
 import mlflow
 import pandas as pd
-import requests
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from mlops import aws, registry, training
 from mlops.data import LABEL, DataError, quality_summary
 from mlops.feature_store import FeatureStore, Snapshot
 from mlops.model import MODEL_ARTIFACT, input_example, log_model
-from mlops.settings import PROJECT_ROOT, ConfigurationError, Settings, load_settings
+from mlops.promoting import PromotionError, judge
+from mlops.settings import PROJECT_ROOT, Settings, load_settings
 from mlops.spec import FeatureSpec, SpecError
+from model_orchestration.prefect_process import run_against_prefect
 from model_orchestration.trial_logging import Trial, TrialLogger
 
 FLOW_NAME = "model_tuning_and_uploading"
@@ -164,8 +164,6 @@ def model_tuning_and_uploading(
     )
     result = dict(outcome.__dict__)
     if promote:
-        from model_orchestration.promote_flow import PromotionError, judge
-
         try:
             decision = judge(settings)
             result["promotion"] = decision.action
@@ -250,16 +248,6 @@ def already_trained(settings: Settings, spec_path: str | None, data_hash: str | 
     return run_id
 
 
-def check_prefect(api_url: str) -> None:
-    try:
-        requests.get(f"{api_url.rstrip('/')}/health", timeout=5).raise_for_status()
-    except requests.RequestException as error:
-        raise aws.ServiceUnavailable(
-            f"Prefect is unreachable at PREFECT_API_URL={api_url} ({type(error).__name__}); "
-            "start it (make setup-model-registry) or fix PREFECT_API_URL"
-        ) from error
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m model_orchestration.train_flow",
@@ -277,9 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_evals is not None and args.max_evals < 1:
         parser.error("--max-evals must be at least 1")
-    try:
-        settings = load_settings(args.env)
-        check_prefect(settings.prefect_api_url)
+
+    def work(settings: Settings) -> int:
         registry.check_mlflow(settings.mlflow_tracking_uri)
         if args.if_missing:
             existing = already_trained(settings, args.spec, args.data_hash)
@@ -288,26 +275,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name} is already trained on the latest data; not training again")
                 print(f"RUN_ID={existing}")
                 return 0
-        with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
-            result = model_tuning_and_uploading(
-                max_evals=args.max_evals,
-                data_hash=args.data_hash,
-                spec_path=args.spec,
-                env=settings.env,
-                show_progress=True,
-            )
-    except (aws.ServiceUnavailable, ConfigurationError, SpecError, DataError, FileNotFoundError) as error:
-        print(f"train: error: {error}", file=sys.stderr)
-        return 2
-    metrics = result["test_metrics"]
-    print(
-        f"\ntest ROC AUC {metrics['roc_auc']:.4f}  PR AUC {metrics['pr_auc']:.4f}  F1 {metrics['f1']:.4f}  "
-        f"Brier {metrics['brier']:.4f}  ({result['trials']} trials)"
-    )
-    print(f"registered {result['model_name']} version {result['version']} as 'challenger'")
-    print(f"MLflow: {result['experiment_url']}")
-    print(f"RUN_ID={result['run_id']}")
-    return 0
+        result = model_tuning_and_uploading(
+            max_evals=args.max_evals,
+            data_hash=args.data_hash,
+            spec_path=args.spec,
+            env=settings.env,
+            show_progress=True,
+        )
+        metrics = result["test_metrics"]
+        print(
+            f"\ntest ROC AUC {metrics['roc_auc']:.4f}  PR AUC {metrics['pr_auc']:.4f}  F1 {metrics['f1']:.4f}  "
+            f"Brier {metrics['brier']:.4f}  ({result['trials']} trials)"
+        )
+        print(f"registered {result['model_name']} version {result['version']} as 'challenger'")
+        print(f"MLflow: {result['experiment_url']}")
+        print(f"RUN_ID={result['run_id']}")
+        return 0
+
+    return run_against_prefect("train", args.env, work, (SpecError, DataError, FileNotFoundError))
 
 
 if __name__ == "__main__":

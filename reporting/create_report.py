@@ -23,8 +23,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
-from mlops.aws import ServiceUnavailable
-from mlops.settings import ConfigurationError, Settings, load_settings
+from mlops.settings import Settings, load_settings
 from mlops.spec import FeatureSpec
 from mlops.stores.prediction_log import open_store
 from monitoring.evidently_service.drift import Reference, prepare_reference
@@ -137,9 +136,7 @@ def create_report(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from model_orchestration.train_flow import check_prefect
+    from model_orchestration.prefect_process import run_against_prefect
 
     parser = argparse.ArgumentParser(prog="python -m reporting.create_report", description=__doc__.split("\n")[0])
     parser.add_argument("--env", choices=["local", "cloud"], default=None, help="settings file .env.<env>")
@@ -147,20 +144,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.hours is not None and args.hours <= 0:
         parser.error("--hours must be positive")
-    try:
-        settings = load_settings(args.env)
-        check_prefect(settings.prefect_api_url)
-        with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
-            outcome = create_report(hours=args.hours, env=settings.env)
-    except (ServiceUnavailable, ConfigurationError, LookupError, FileNotFoundError) as error:
-        print(f"report: error: {error}", file=sys.stderr)
-        return 2
-    if outcome["status"] == "skipped":
-        print(f"report: {outcome['reason']}")
+
+    def work(settings: Settings) -> int:
+        outcome = create_report(hours=args.hours, env=settings.env)
+        if outcome["status"] == "skipped":
+            print(f"report: {outcome['reason']}")
+            return 0
+        print(f"report written: {outcome['path']}")
+        print(f"index: {Path(outcome['path']).parent / report.INDEX}")
         return 0
-    print(f"report written: {outcome['path']}")
-    print(f"index: {Path(outcome['path']).parent / report.INDEX}")
-    return 0
+
+    return run_against_prefect("report", args.env, work, (LookupError, FileNotFoundError))
 
 
 if __name__ == "__main__":

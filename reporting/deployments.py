@@ -11,23 +11,26 @@ import argparse
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from mlops.settings import Settings
-from model_orchestration.prefect_process import run_against_prefect
+from model_orchestration.prefect_process import run_against_prefect, serve_deployments
 from reporting.create_report import FLOW_NAME, create_report
 
 DEPLOYMENT_NAME = "drift-reports"
 FULL_NAME = f"{FLOW_NAME}/{DEPLOYMENT_NAME}"
 
 
-def serve(interval_hours: float, env: str) -> None:
-    create_report.serve(
-        name=DEPLOYMENT_NAME,
-        interval=timedelta(hours=interval_hours),
-        parameters={"env": env},
-        tags=["reporting", env],
-        description="Evidently drift report of the last window of predictions, written where nginx serves it.",
-    )
+def deployments(settings: Settings) -> list[Any]:
+    return [
+        create_report.to_deployment(
+            name=DEPLOYMENT_NAME,
+            interval=timedelta(hours=settings.report_interval_hours),
+            parameters={"env": settings.env},
+            tags=["reporting", settings.env],
+            description="Evidently drift report of the last window of predictions, written where nginx serves it.",
+        )
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,8 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     def work(settings: Settings) -> None:
-        print(f"serving {FULL_NAME} every {settings.report_interval_hours:g} h (Ctrl-C to stop)", flush=True)
-        serve(settings.report_interval_hours, settings.env)
+        serve_deployments(deployments(settings))
 
     return run_against_prefect("reporting.deployments", args.env, work)
 

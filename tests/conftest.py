@@ -6,7 +6,6 @@ never touch these fixtures, so `pytest tests/unit` starts no server.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,32 +13,11 @@ from typing import Any
 import pytest
 
 from mlops.settings import PROJECT_ROOT, Settings, load_settings
-from native.throwaway import (  # noqa: F401  (tests import these from here)
-    VENV_BIN,
-    free_port,
-    start_process,
-    start_registry_servers,
-    stop_process,
-    wait_for_http,
-)
 from native.throwaway import RegistryServers as Servers
-
-TEST_ROWS = 2000
-TEST_TRIALS = 3
-
-
-def system_binary(name: str, package: str, *alternatives: str) -> str:
-    """The path of a Debian package's program the tests need; a clear failure, not a skip, when it is missing:
-    `make install` (as root) installs it, and a suite that silently skipped it would prove nothing."""
-    import shutil
-
-    for candidate in (name, *alternatives):
-        found = shutil.which(candidate) or next(
-            (p for p in (f"/usr/sbin/{candidate}", f"/usr/bin/{candidate}") if Path(p).exists()), None
-        )
-        if found is not None:
-            return found
-    pytest.fail(f"{name} not found: run `make system-packages` as root, or `sudo apt-get install -y {package}`")
+from native.throwaway import (
+    start_registry_servers,
+)
+from tests.support.processes import TEST_ROWS, TEST_TRIALS
 
 
 @pytest.fixture(scope="session")
@@ -131,7 +109,3 @@ def artifacts_dir() -> Path:
     target = PROJECT_ROOT / "test-artifacts"
     target.mkdir(exist_ok=True)
     return target
-
-
-def which(binary: str) -> str | None:
-    return shutil.which(binary)

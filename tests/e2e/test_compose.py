@@ -32,7 +32,7 @@ import pytest
 import requests
 
 from mlops.settings import PROJECT_ROOT
-from tests.conftest import free_port
+from native.throwaway import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(2400)]
 

@@ -19,7 +19,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mlops.settings import PROJECT_ROOT
-from tests.conftest import free_port
+from native.throwaway import free_port
 
 pytestmark = pytest.mark.e2e
 

@@ -23,9 +23,9 @@ from mlflow.tracking import MlflowClient
 from mlops import aws
 from mlops.promotion import AuditLog
 from mlops.settings import Settings
-from tests.conftest import VENV_BIN, free_port, start_process, stop_process, wait_for_http
-from tests.integration.test_kinesis_serving import make_streams
-from tests.integration.test_promotion import Traffic, kinesis_run_ids, promote, train_version
+from native.throwaway import VENV_BIN, free_port, start_process, stop_process, wait_for_http
+from tests.support.kinesis import make_streams
+from tests.support.promotion import Traffic, kinesis_run_ids, promote, train_version
 
 pytestmark = pytest.mark.integration
 

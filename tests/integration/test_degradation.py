@@ -18,7 +18,7 @@ import requests
 
 from mlops.model_service import LAST_SERVED
 from mlops.settings import Settings
-from tests.conftest import VENV_BIN, free_port, start_process, stop_process, wait_for_http
+from native.throwaway import VENV_BIN, free_port, start_process, stop_process, wait_for_http
 
 pytestmark = pytest.mark.integration
 

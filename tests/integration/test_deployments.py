@@ -20,7 +20,7 @@ from mlflow import MlflowClient
 
 from mlops.settings import Settings
 from model_orchestration.deployments import FULL_NAME
-from tests.conftest import VENV_BIN, start_process, stop_process
+from native.throwaway import VENV_BIN, start_process, stop_process
 
 pytestmark = pytest.mark.integration
 

@@ -17,8 +17,8 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from tests.conftest import stop_process
-from tests.integration.test_http_api import ApiServer, start_api
+from native.throwaway import stop_process
+from tests.support.api import ApiServer, start_api
 
 pytestmark = pytest.mark.integration
 

@@ -7,11 +7,8 @@ reaches the prediction log (a real SQLite file) with its request id; /metrics ad
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -23,52 +20,11 @@ import requests
 from mlops.model_service import ModelService
 from mlops.settings import PROJECT_ROOT, Settings
 from mlops.stores.prediction_log import SQLiteStore
-from tests.conftest import VENV_BIN, free_port, start_process, stop_process, wait_for_http
-from tests.unit.test_validation import BAD_RECORDS, GOOD
+from native.throwaway import stop_process
+from tests.support.api import MAX_BODY, MAX_RECORDS, ApiServer, start_api
+from tests.support.records import BAD_RECORDS, GOOD
 
 pytestmark = pytest.mark.integration
-
-MAX_RECORDS = 250
-MAX_BODY = 200_000
-
-
-@dataclass
-class ApiServer:
-    url: str
-    process: subprocess.Popen[Any]
-    log: Path
-    state_dir: Path
-    prediction_log_uri: str
-
-    def store(self) -> SQLiteStore:
-        return SQLiteStore(self.prediction_log_uri)
-
-
-def start_api(service_env: dict[str, str], state_dir: Path, workers: int = 2, **extra: str) -> ApiServer:
-    """`python -m server.api` as the native runtime runs it, on a free port, its own state folder."""
-    port = free_port()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    uri = f"sqlite:///{state_dir / 'predictions.sqlite'}"
-    env = {
-        **service_env,
-        "STATE_DIR": str(state_dir),
-        "PREDICTION_LOG_URI": uri,
-        "DRIFT_SERVICE_URL": "",
-        "API_PORT": str(port),
-        "API_WORKERS": str(workers),
-        "MAX_BATCH_RECORDS": str(MAX_RECORDS),
-        "MAX_BODY_BYTES": str(MAX_BODY),
-        **extra,
-    }
-    log = state_dir / "logs" / f"predict-api-{port}.log"
-    process = start_process([str(VENV_BIN / "python"), "-m", "server.api"], log, env=env)
-    server = ApiServer(f"http://127.0.0.1:{port}", process, log, state_dir, uri)
-    try:
-        wait_for_http(f"{server.url}/health", 120, process, log)
-    except Exception:
-        stop_process(process)
-        raise
-    return server
 
 
 @pytest.fixture(scope="module")

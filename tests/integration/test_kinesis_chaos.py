@@ -14,17 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import stop_process
-from tests.integration.test_kinesis_serving import (
-    Consumer,
-    consumer_env,  # noqa: F401  (fixture)
-    envelopes,
-    kinesis,  # noqa: F401  (fixture)
-    make_streams,
-    put_envelopes,
-    read_stream,
-    wait_until,
-)
+from native.throwaway import stop_process
+from tests.support.kinesis import Consumer, envelopes, make_streams, put_envelopes, read_stream, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +26,8 @@ SHARDS = 2
 
 
 def test_three_sigkills_during_10k_records_lose_no_id(
-    kinesis: Any,  # noqa: F811
-    consumer_env: dict[str, str],  # noqa: F811
+    kinesis: Any,
+    consumer_env: dict[str, str],
     sample_records: list[dict[str, Any]],
     tmp_path: Path,
 ) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import free_port
+from native.throwaway import free_port
 
 pytestmark = pytest.mark.integration
 

@@ -22,9 +22,9 @@ from mlflow import MlflowClient
 from mlops import registry
 from mlops.registry import CHALLENGER
 from mlops.settings import Settings
-from tests.conftest import stop_process
-from tests.integration.test_http_api import ApiServer, start_api
-from tests.unit.test_validation import GOOD
+from native.throwaway import stop_process
+from tests.support.api import ApiServer, start_api
+from tests.support.records import GOOD
 
 pytestmark = pytest.mark.integration
 

@@ -27,7 +27,8 @@ import yaml
 
 from monitoring.grafana.queries import DASHBOARDS, queries, to_promql, variable_defaults
 from monitoring.prometheus import native
-from tests.conftest import free_port, start_process, stop_process, system_binary, wait_for_http
+from native.throwaway import free_port, start_process, stop_process, wait_for_http
+from tests.support.processes import system_binary
 
 pytestmark = pytest.mark.integration
 

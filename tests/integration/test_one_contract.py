@@ -22,9 +22,9 @@ from batch.runner import run_batch
 from mlops import aws
 from mlops.data import read_raw
 from mlops.settings import PROJECT_ROOT, Settings
-from tests.conftest import stop_process
-from tests.integration.test_http_api import start_api
-from tests.integration.test_kinesis_serving import Consumer, make_streams, put_envelopes, read_stream, wait_until
+from native.throwaway import stop_process
+from tests.support.api import start_api
+from tests.support.kinesis import Consumer, make_streams, put_envelopes, read_stream, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -29,9 +29,9 @@ from mlops import aws
 from mlops.data import clean, generate_bank_churners
 from mlops.settings import Settings
 from mlops.stores.prediction_log import SQLiteStore
+from native.throwaway import VENV_BIN, free_port, start_process, stop_process, wait_for_http
 from simulation_business.sampling import to_records
-from tests.conftest import VENV_BIN, free_port, start_process, stop_process, wait_for_http
-from tests.integration.test_kinesis_serving import make_streams, put_envelopes, read_stream, wait_until
+from tests.support.kinesis import make_streams, put_envelopes, read_stream, wait_until
 
 pytestmark = pytest.mark.integration
 

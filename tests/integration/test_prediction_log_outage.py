@@ -18,8 +18,8 @@ import pytest
 import requests
 
 from mlops.stores.prediction_log import SQLiteStore
-from tests.conftest import stop_process
-from tests.integration.test_http_api import start_api
+from native.throwaway import stop_process
+from tests.support.api import start_api
 
 pytestmark = pytest.mark.integration
 

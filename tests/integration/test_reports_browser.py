@@ -25,8 +25,9 @@ import pytest
 from mlops.data import clean, generate_bank_churners
 from mlops.spec import FeatureSpec
 from mlops.stores.prediction_log import SQLiteStore, make_entry
+from native.throwaway import free_port, start_process, stop_process, wait_for_http
 from simulation_business.sampling import drift_frame, to_records
-from tests.conftest import free_port, start_process, stop_process, system_binary, wait_for_http
+from tests.support.processes import system_binary
 
 pytestmark = pytest.mark.integration
 

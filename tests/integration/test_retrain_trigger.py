@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 from mlops.settings import Settings
 from monitoring.evidently_service.retrain import RetrainTrigger
-from tests.conftest import VENV_BIN, start_process, stop_process
+from native.throwaway import VENV_BIN, start_process, stop_process
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,9 @@ from mlops.data import generate_bank_churners
 from mlops.init_aws import load_data
 from mlops.settings import Settings
 from mlops.spec import FeatureSpec
-from tests.conftest import VENV_BIN, free_port, start_process, stop_process, system_binary
-from tests.integration.test_http_api import ApiServer, start_api
+from native.throwaway import VENV_BIN, free_port, start_process, stop_process
+from tests.support.api import ApiServer, start_api
+from tests.support.processes import system_binary
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.conftest import VENV_BIN, free_port, start_process, stop_process, system_binary
-from tests.integration.test_http_api import ApiServer, start_api
-from tests.unit.test_validation import GOOD
+from native.throwaway import VENV_BIN, free_port, start_process, stop_process
+from tests.support.api import ApiServer, start_api
+from tests.support.processes import system_binary
+from tests.support.records import GOOD
 
 pytestmark = pytest.mark.integration
 

@@ -23,8 +23,9 @@ from mlops.model_service import ModelService
 from mlops.registry import download_model
 from mlops.settings import PROJECT_ROOT, Settings
 from mlops.spec import FeatureSpec
-from tests.conftest import TEST_ROWS, TEST_TRIALS, free_port
-from tests.telco import SPEC_PATH, telco_frame
+from native.throwaway import free_port
+from tests.support.processes import TEST_ROWS, TEST_TRIALS
+from tests.support.telco import SPEC_PATH, telco_frame
 
 pytestmark = pytest.mark.integration
 

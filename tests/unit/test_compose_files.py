@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.unit.test_runtime_parity import (
-    CHECK_JSONSCHEMA,
+from tests.support.compose import (
     COMPOSE_FILES,
     REPO,
     all_services,
@@ -32,6 +31,7 @@ from tests.unit.test_runtime_parity import (
     parse_dockerfile,
     service_dockerfile,
 )
+from tests.support.jsonschema import check_jsonschema
 
 SERVICES = all_services()
 BASE_DOCKERFILE = REPO / "Dockerfile.base"
@@ -48,27 +48,6 @@ EXPECTED_PORTS = {
     "mongo": "127.0.0.1:${HOST_PORT_MONGO:-27018}:27017",
 }
 SECRET_NAME = re.compile(r"(KEY|SECRET|PASSWORD|TOKEN)", re.IGNORECASE)
-
-
-def _offline_env() -> dict[str, str]:
-    env = dict(os.environ)
-    # Any attempt to reach the network fails fast: validation must use the vendored schemas only.
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        env[name] = "http://127.0.0.1:9"
-    env.pop("NO_PROXY", None)
-    env.pop("no_proxy", None)
-    return env
-
-
-def check_jsonschema(schema: str, *files: Path) -> subprocess.CompletedProcess[str]:
-    assert CHECK_JSONSCHEMA.exists(), f"{CHECK_JSONSCHEMA} missing: run `uv sync --frozen --all-extras`"
-    return subprocess.run(
-        [str(CHECK_JSONSCHEMA), "--builtin-schema", schema, *map(str, files)],
-        capture_output=True,
-        text=True,
-        env=_offline_env(),
-        timeout=120,
-    )
 
 
 # ------------------------------------------------------------------------------------------------ schema

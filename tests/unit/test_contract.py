@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from mlops.contract import DataError, RecordError, clean, validate_record
 from mlops.settings import PROJECT_ROOT
 from mlops.spec import FeatureSpec
-from tests.unit.test_validation import GOOD, KAGGLE_SPELLING, with_
+from tests.support.records import GOOD, KAGGLE_SPELLING, with_
 
 SPEC = FeatureSpec.load(PROJECT_ROOT / "features.yaml")
 

@@ -12,8 +12,8 @@ import pytest
 # of that moment, and capsys's stream is closed after the test, which would break every later Prefect log line.
 from batch import deployments as batch_deployments
 from model_orchestration import deployments as training_deployments
+from native.throwaway import free_port
 from reporting import deployments as reporting_deployments
-from tests.conftest import free_port
 
 MAINS: dict[str, Callable[[list[str]], int]] = {
     "model_orchestration.deployments": training_deployments.main,

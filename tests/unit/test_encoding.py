@@ -46,7 +46,7 @@ def test_missing_and_ordinal_values() -> None:
 
 
 def test_unresolved_spec_is_refused() -> None:
-    from tests.telco import SPEC_PATH
+    from tests.support.telco import SPEC_PATH
 
     with pytest.raises(ValueError, match="resolve it first"):
         FeatureEncoder(FeatureSpec.load(SPEC_PATH))

@@ -21,7 +21,7 @@ from mlops.contract import RecordError
 from mlops.model_service import ModelService
 from mlops.settings import load_settings
 from server.api import create_app
-from tests.unit.test_validation import GOOD, tiny_service
+from tests.support.records import GOOD, tiny_service
 
 SERVICE: ModelService = tiny_service()
 SPEC = SERVICE.spec

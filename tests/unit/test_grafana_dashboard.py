@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from monitoring.grafana.queries import DASHBOARDS, panels, queries, to_promql, variable_defaults
-from tests.conftest import system_binary
+from tests.support.processes import system_binary
 
 GRAFANA = DASHBOARDS.parent
 DASHBOARD = DASHBOARDS / "churn.json"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_runtime_parity import REPO, load_compose
+from tests.support.compose import REPO, load_compose
 
 REGISTRY = "docker-compose-model-registry.yml"
 SERVE = "docker-compose-serve.yml"

@@ -18,7 +18,7 @@ from mlops.spec import FeatureSpec
 from mlops.stores.online import OnlineStoreUnavailable, SQLiteOnlineStore
 from server.api import close_app, create_app
 from server.kinesis.envelope import EnvelopeError, parse_envelope
-from tests.unit.test_validation import GOOD, RecordingSink, tiny_service
+from tests.support.records import GOOD, RecordingSink, tiny_service
 
 SPEC = FeatureSpec.load(PROJECT_ROOT / "features.yaml")
 

@@ -12,7 +12,7 @@ import pytest
 from mlops.model_service import ModelService
 from mlops.settings import load_settings
 from server.api import create_app
-from tests.unit.test_validation import GOOD, tiny_service, with_
+from tests.support.records import GOOD, tiny_service, with_
 
 
 @pytest.fixture(scope="module")

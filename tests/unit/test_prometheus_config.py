@@ -10,7 +10,7 @@ import yaml
 
 from mlops.settings import load_settings
 from monitoring.prometheus import native
-from tests.conftest import system_binary
+from tests.support.processes import system_binary
 
 
 def promtool(*args: str) -> subprocess.CompletedProcess[str]:

@@ -12,7 +12,7 @@ from typing import Any
 from mlops.settings import load_settings
 from server.api import STATE_KEY, close_app, create_app
 from server.shadow import ShadowScorer
-from tests.unit.test_validation import GOOD, RecordingSink, tiny_service
+from tests.support.records import GOOD, RecordingSink, tiny_service
 
 
 def wait_for(condition: Any, timeout: float = 10) -> None:
@@ -73,3 +73,36 @@ def test_a_full_queue_drops_instead_of_blocking(tmp_path: Path) -> None:
     assert scorer.dropped >= 3
     gate.set()
     scorer.close()
+
+
+def test_a_record_scored_by_customer_id_is_shadow_scored_like_one_sent_in_full(tmp_path: Path) -> None:
+    """Both paths go through the one Scorer: the by-id answer gets its shadow twin in the log, with the same input,
+    request id and customer id as the same record sent in full (the by-id path used to skip the shadow)."""
+    from mlops.spec import FeatureSpec
+    from mlops.stores.online import SQLiteOnlineStore
+
+    settings = load_settings("local", state_dir=tmp_path, drift_service_url=None, shadow_model="shadow-run")
+    spec = FeatureSpec.load(settings.feature_spec)
+    SQLiteOnlineStore(settings.online_store_location).write(spec.name, [("768805383", dict(GOOD))], "snap-1")
+    live, sink = tiny_service("live-run"), RecordingSink()
+    app = create_app(settings.model_copy(update={"shadow_model": None}), service=live, sinks=[sink])
+    written: list[dict[str, Any]] = []
+    app.extensions[STATE_KEY].shadow = ShadowScorer(settings, written.extend, load=tiny_service)
+    try:
+        client = app.test_client()
+        by_id = client.get("/customers/768805383/churn", headers={"X-Request-ID": "by-id"})
+        full = client.post("/predict", json={**GOOD, "CLIENTNUM": "768805383"}, headers={"X-Request-ID": "full"})
+        assert by_id.status_code == 200 and full.status_code == 200, (by_id.get_json(), full.get_json())
+        wait_for(lambda: len(written) == 2)
+        shadows = {e["request_id"]: e for e in written}
+        assert set(shadows) == {"by-id", "full"}
+        assert {e["model_run_id"] for e in written} == {"shadow-run"}
+        assert {e["source"] for e in written} == {"shadow"}
+        assert shadows["by-id"]["customer_id"] == shadows["full"]["customer_id"] == "768805383"
+        assert shadows["by-id"]["input"] == shadows["full"]["input"]
+        assert shadows["by-id"]["prediction"] == shadows["full"]["prediction"]
+        live_entries = {e["request_id"]: e for e in sink.entries}
+        assert live_entries["by-id"]["input"] == live_entries["full"]["input"]
+        assert {e["model_run_id"] for e in sink.entries} == {"live-run"}
+    finally:
+        close_app(app)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from mlops.settings import ConfigurationError, Settings, load_settings
+from native.throwaway import free_port
 from server.gunicorn_app import PredictApiApplication, options_for, switch_file_for
-from tests.conftest import free_port
 
 
 def _settings(tmp_path: Path, **overrides: object) -> Settings:

@@ -4,7 +4,7 @@ import pytest
 
 from mlops.settings import PROJECT_ROOT
 from mlops.spec import FeatureSpec, SpecError, normalize_name
-from tests.telco import SPEC_PATH
+from tests.support.telco import SPEC_PATH
 
 
 def test_default_spec_is_the_kaggle_schema_with_all_usable_features() -> None:

@@ -10,7 +10,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.unit.test_runtime_parity import REPO, load_compose
+from tests.support.compose import REPO, load_compose
 
 BUILD = REPO / "docker" / "stand-in-images" / "build.sh"
 NO_STAND_IN = {"mongo", "grafana/grafana"}  # neither a Debian package nor a PyPI build: left out by tests/compose/

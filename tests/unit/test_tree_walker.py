@@ -8,7 +8,7 @@ import xgboost as xgb
 
 from mlops.model import ModelBundle
 from mlops.tree_walker import MAX_ROWS, TreeWalker
-from tests.unit.test_validation import tiny_service
+from tests.support.records import tiny_service
 
 
 def _booster(objective: str = "binary:logistic", depth: int = 6, rounds: int = 60, **extra: object) -> xgb.Booster:

@@ -12,7 +12,7 @@ from mlops.model_service import ModelService
 from mlops.settings import load_settings
 from server.api import create_app
 from server.api.v2_tensors import input_metadata
-from tests.unit.test_validation import GOOD, RecordingSink, tiny_service, with_
+from tests.support.records import GOOD, RecordingSink, tiny_service, with_
 
 KEY = "v2-test-key-0123456789"
 

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.unit.test_compose_files import check_jsonschema
-from tests.unit.test_runtime_parity import REPO
+from tests.support.compose import REPO
+from tests.support.jsonschema import check_jsonschema
 
 WORKFLOWS = REPO / ".github" / "workflows"
 CI = WORKFLOWS / "ci.yml"

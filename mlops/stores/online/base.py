@@ -18,7 +18,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from mlops.settings import Settings
 from mlops.stores.base import StoreUnavailable, unavailable
 
 SCAN_BATCH = 1000
@@ -59,17 +58,3 @@ class OnlineStore(Protocol):
 
 def dumps(features: Mapping[str, Any]) -> str:
     return json.dumps(dict(features), separators=(",", ":"), allow_nan=False)
-
-
-def open_online_store(settings: Settings) -> OnlineStore:
-    """The online store of these settings (ONLINE_STORE_URI; default SQLite under STATE_DIR)."""
-    uri = settings.online_store_location
-    if uri.startswith("sqlite:///"):
-        from mlops.stores.online.sqlite import SQLiteOnlineStore
-
-        return SQLiteOnlineStore(uri)
-    if uri.startswith(("redis://", "rediss://", "unix://")):
-        from mlops.stores.online.redis import RedisOnlineStore
-
-        return RedisOnlineStore(uri)
-    raise OnlineStoreUnavailable(f"ONLINE_STORE_URI={uri!r}: expected sqlite:///path or redis://host:port/db")

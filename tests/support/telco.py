@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-SPEC_PATH = Path(__file__).parent / "data" / "telco_spec.yaml"
+SPEC_PATH = Path(__file__).parents[1] / "data" / "telco_spec.yaml"
 
 
 def telco_frame(rows: int = 1500, seed: int = 3) -> pd.DataFrame:

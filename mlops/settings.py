@@ -42,82 +42,112 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", env_file_encoding="utf-8", populate_by_name=True)
 
-    env: Literal["local", "cloud"] = "local"
+    env: Literal["local", "cloud"] = Field(
+        default="local", description="local (emulators, loopback) or cloud (real AWS, no endpoint override, real keys)"
+    )
 
     # --- where state lives (native runtime) ---
     state_dir: Path = Field(default=PROJECT_ROOT / ".mlops", description="all native state: databases, logs, caches")
 
     # --- AWS: S3 feature store and Kinesis streams ---
-    aws_region: str = Field(default="us-east-1", validation_alias="AWS_DEFAULT_REGION")
+    aws_region: str = Field(
+        default="us-east-1", validation_alias="AWS_DEFAULT_REGION", description="AWS region (env AWS_DEFAULT_REGION)"
+    )
     # None: boto3's default chain (instance profile, ~/.aws); emulators get "test" when these are unset.
-    aws_access_key_id: str | None = None
-    aws_secret_access_key: str | None = None
-    aws_endpoint_url: str | None = "http://127.0.0.1:4566"
-    s3_bucket: str = "churn-feature-store"
-    kinesis_predictions_stream: str = "predictions"
-    kinesis_results_stream: str = "results"
-    kinesis_dead_letter_stream: str = "predictions-dead-letter"
-    kinesis_shard_count: int = 2
+    aws_access_key_id: str | None = Field(
+        default=None, description="empty: boto3's default chain (instance profile, ~/.aws); emulators get 'test'"
+    )
+    aws_secret_access_key: str | None = Field(
+        default=None, description="empty: boto3's default chain; emulators get 'test'"
+    )
+    aws_endpoint_url: str | None = Field(
+        default="http://127.0.0.1:4566", description="S3 + Kinesis endpoint (moto natively); empty = real AWS"
+    )
+    s3_bucket: str = Field(default="churn-feature-store", description="feature store bucket")
+    kinesis_predictions_stream: str = Field(default="predictions", description="stream the Kinesis consumer reads")
+    kinesis_results_stream: str = Field(default="results", description="stream the Kinesis consumer writes answers to")
+    kinesis_dead_letter_stream: str = Field(
+        default="predictions-dead-letter", description="stream of records that could not be scored, with the reason"
+    )
+    kinesis_shard_count: int = Field(default=2, description="shards of the streams make init_aws creates")
 
     # --- MLflow ---
-    mlflow_tracking_uri: str = "http://127.0.0.1:5051"
+    mlflow_tracking_uri: str = Field(default="http://127.0.0.1:5051", description="MLflow server")
     # Empty: the spec's own (`experiment` / `model_name` in the spec file, else derived from its name), so each data
     # set keeps its registered model; set only to train or serve a spec under another name (tests do).
-    mlflow_experiment: str | None = None
-    model_name: str | None = None
+    mlflow_experiment: str | None = Field(
+        default=None, description="empty: the spec's own experiment; set to train a spec under another name"
+    )
+    model_name: str | None = Field(
+        default=None, description="empty: the spec's own registered model; set to serve a spec under another name"
+    )
     run_id: str | None = Field(default=None, description="MLflow run whose model is served; empty = alias")
 
     # --- Prefect ---
-    prefect_api_url: str = "http://127.0.0.1:4200/api"
-    train_interval_hours: float = 24.0
-    report_interval_hours: float = 3.0
+    prefect_api_url: str = Field(default="http://127.0.0.1:4200/api", description="Prefect server API")
+    train_interval_hours: float = Field(default=24.0, description="schedule of the training deployment")
+    report_interval_hours: float = Field(default=3.0, description="schedule of the drift reports deployment")
 
     # --- batch scoring (batch/): folders or s3:// prefixes; None = s3://<S3_BUCKET>/batch/{input,output} ---
-    batch_input_uri: str | None = None
-    batch_output_uri: str | None = None
-    batch_cron: str = "0 2 * * *"  # daily_batch_predictions schedule (UTC)
+    batch_input_uri: str | None = Field(
+        default=None, description="folder or s3:// prefix of account files; empty = s3://<S3_BUCKET>/batch/input"
+    )
+    batch_output_uri: str | None = Field(
+        default=None, description="folder or s3:// prefix for scored files; empty = s3://<S3_BUCKET>/batch/output"
+    )
+    batch_cron: str = Field(default="0 2 * * *", description="schedule (UTC cron) of the daily batch deployments")
 
     # --- training ---
-    feature_spec: Path = PROJECT_ROOT / "features.yaml"
-    max_evals: int = Field(default=50, ge=1)
-    seed: int = 42
-    train_threads: int = Field(default=2, ge=1)
+    feature_spec: Path = Field(default=PROJECT_ROOT / "features.yaml", description="the data set's feature spec file")
+    max_evals: int = Field(default=50, ge=1, description="hyperopt trials per training run")
+    seed: int = Field(default=42, description="seed of the data split and the search")
+    train_threads: int = Field(default=2, ge=1, description="XGBoost threads while training")
 
     # --- serving ---
-    api_host: str = "127.0.0.1"
-    api_port: int = 9696
-    api_workers: int = Field(default=2, ge=1)
+    api_host: str = Field(default="127.0.0.1", description="address the API (and metrics servers) listen on")
+    api_port: int = Field(default=9696, description="HTTP API port")
+    api_workers: int = Field(default=2, ge=1, description="gunicorn worker processes")
     # gthread threads per worker. Two: one request's socket wait overlaps another's work, and idle keep-alive
     # connections wait in the worker's selector, not in a thread. More only add GIL hand-offs: with 4, p99 at 425
     # req/s was 15-50 ms against 3 ms with 2, for the same throughput (bench/bench_http.py).
     api_threads: int = Field(default=2, ge=1, description="gunicorn gthread threads per worker")
-    kinesis_metrics_port: int = 9697
-    max_batch_records: int = Field(default=1000, ge=1)
+    kinesis_metrics_port: int = Field(default=9697, description="Prometheus port of the Kinesis consumer")
+    max_batch_records: int = Field(
+        default=1000, ge=1, description="records per request, V2 rows, or GetRecords batch, at most"
+    )
     accept_unknown_fields: bool = Field(
         default=False, description="ignore record fields the feature spec does not name instead of refusing them"
     )
-    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
-    api_key: str | None = None
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, description="request body size limit (413 above)")
+    api_key: str | None = Field(
+        default=None, description="x-api-key every call must carry (required with env=cloud); empty = open"
+    )
     rate_limit: str | None = Field(default=None, description="per API key, e.g. 600/minute; empty = none")
     rate_limit_storage_uri: str = Field(
         default="memory://",
         description="where RATE_LIMIT counts: memory:// (each worker on its own), redis://host:port (shared, exact)",
     )
-    prediction_log_uri: str | None = None  # mongodb://... or sqlite:///...; default: SQLite under state_dir
+    prediction_log_uri: str | None = Field(
+        default=None, description="mongodb://... or sqlite:///path; empty = SQLite under STATE_DIR"
+    )  # mongodb://... or sqlite:///...; default: SQLite under state_dir
     online_store_uri: str | None = Field(
         default=None, description="latest features per customer: redis://host:port/db or sqlite:///path (default)"
     )
     materialize_interval_hours: float = Field(
         default=6.0, gt=0, description="schedule of the materialize_online_store deployment"
     )
-    drift_service_url: str | None = "http://127.0.0.1:8085"
+    drift_service_url: str | None = Field(
+        default="http://127.0.0.1:8085", description="where every prediction is also sent; empty = no drift service"
+    )
 
     # --- monitoring and reports ---
-    drift_host: str = "127.0.0.1"
-    drift_port: int = 8085
-    reports_dir: Path | None = None  # default: state_dir / "reports"
-    prometheus_port: int = 9091
-    reports_port: int = 8888
+    drift_host: str = Field(default="127.0.0.1", description="address the drift service listens on")
+    drift_port: int = Field(default=8085, description="drift service port")
+    reports_dir: Path | None = Field(
+        default=None, description="where HTML drift reports are written; empty = STATE_DIR/reports"
+    )  # default: state_dir / "reports"
+    prometheus_port: int = Field(default=9091, description="Prometheus port (native runtime)")
+    reports_port: int = Field(default=8888, description="nginx port serving the reports")
     drift_window_size: int = Field(default=2000, ge=10, description="records kept per data set by the drift service")
     drift_min_rows: int = Field(default=300, ge=1, description="below this, drift says 'not enough data'")
     drift_interval_seconds: float = Field(default=10.0, ge=0, description="min seconds between drift computations")

@@ -180,3 +180,11 @@ def test_no_test_module_imports_another() -> None:
             if isinstance(node, ast.ImportFrom) and node.module in ("tests.conftest", "conftest"):
                 wrong.append((str(path.relative_to(PROJECT_ROOT)), node.module))
     assert wrong == []
+
+
+def test_the_settings_reference_is_in_step_with_the_settings() -> None:
+    from mlops.settings import Settings
+    from mlops.settings_reference import TARGET, render
+
+    assert [name for name, field in Settings.model_fields.items() if not field.description] == []
+    assert TARGET.read_text() == render(), "run: python -m mlops.settings_reference"

@@ -1,7 +1,7 @@
 """docs/settings.md, generated from the settings' own `Field(description=...)`, so the reference cannot drift.
 
-    .venv/bin/python -m mlops.settings_reference          # rewrite docs/settings.md
-    .venv/bin/python -m mlops.settings_reference --check  # exit 1 if it is out of step (tests run this check)
+.venv/bin/python -m mlops.settings_reference          # rewrite docs/settings.md
+.venv/bin/python -m mlops.settings_reference --check  # exit 1 if it is out of step (tests run this check)
 """
 
 from __future__ import annotations

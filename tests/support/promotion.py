@@ -75,6 +75,15 @@ class Traffic:
             time.sleep(0.05)
         raise AssertionError(f"no answer from {run_id} within {timeout}s; last: {self.answers[-3:]}")
 
+    def answers_after(self, moment: float, at_least: int, timeout: float) -> list[str]:
+        """The run ids of the answers stamped after `moment`, once there are `at_least` of them (or at the timeout)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            later = [r for t, r in list(self.answers) if t > moment]
+            if len(later) >= at_least or time.monotonic() >= deadline:
+                return later
+            time.sleep(0.05)
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=15)

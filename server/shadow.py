@@ -6,7 +6,7 @@ batch to `submit()`, which only enqueues (a full queue drops the batch and count
 the shadow); one daemon thread per process scores it with the shadow model, through that model's own record
 contract, and writes the predictions to the prediction log under the shadow's run id, source `shadow`, the same
 request id and customer id. Outcomes that settle a live prediction settle its shadow twin too
-(mlops/outcome_store.py), so the realized metrics and the promotion gate see both models on the very same records.
+(mlops/stores/outcomes/), so the realized metrics and the promotion gate see both models on the very same records.
 """
 
 from __future__ import annotations

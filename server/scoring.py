@@ -33,25 +33,13 @@ class ModelNotLoaded(RuntimeError):
 
 
 class ModelSlot(Protocol):
-    """Where the served model lives: the API's state (loaded in the background, switched by reloads) or a consumer's
-    fixed service. `follow_switch` applies a reload another worker published (a no-op where there is none)."""
+    """Where the served model lives: the API's state (loaded in the background, switched by reloads) or the Kinesis
+    consumer itself. `follow_switch` applies a reload another worker published (a no-op where there is none)."""
 
     service: ModelService | None
     load_error: str | None
 
     def follow_switch(self) -> None: ...
-
-
-class FixedSlot:
-    """A slot holding one service that swaps in place (the Kinesis consumer, batch): nothing to follow."""
-
-    load_error: str | None = None
-
-    def __init__(self, service: Any) -> None:
-        self.service = service
-
-    def follow_switch(self) -> None:
-        return None
 
 
 class Scored(NamedTuple):

@@ -27,12 +27,17 @@ _LONG_RUN = b"0" * 19
 
 def loads(raw: bytes) -> Any:
     """The JSON value of `raw`; raises what `json.loads` raises (ValueError, RecursionError) for what it refuses."""
+    return loads_parsed_by(raw)[0]
+
+
+def loads_parsed_by(raw: bytes) -> tuple[Any, bool]:
+    """`loads`, and whether orjson parsed it (True: its strings hold no lone surrogate, orjson refuses them)."""
     if raw.translate(_DIGIT_MAP).find(_LONG_RUN) < 0:
         try:
-            return orjson.loads(raw)
+            return orjson.loads(raw), True
         except orjson.JSONDecodeError:
             pass  # the standard library decides, with its own message (or accepts NaN, UTF-16, lone surrogates)
-    return json.loads(raw)
+    return json.loads(raw), False
 
 
 def dumps(value: Any) -> bytes:

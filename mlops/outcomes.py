@@ -24,13 +24,14 @@ from typing import Any
 import pandas as pd
 
 from mlops.contract import DataError, RecordError, json_type
+from mlops.contract.rules import MAX_ID_CHARS, customer_id
 from mlops.spec import FeatureSpec, normalize_name
 
 REQUEST_ID = "request_id"
 LABEL_FIELD = "label"
 OBSERVED_AT = "observed_at"
 OBSERVED_ALIASES = ("observed_at", "date", "observed")
-REQUEST_ID_PATTERN = r"^[A-Za-z0-9._:\-]{1,128}$"  # X-Request-ID, an envelope's, a V2 request's id
+REQUEST_ID_PATTERN = rf"^[A-Za-z0-9._:\-]{{1,{MAX_ID_CHARS}}}$"  # X-Request-ID, an envelope's, a V2 request's id
 SANE_REQUEST_ID = re.compile(REQUEST_ID_PATTERN)
 FUTURE_TOLERANCE = timedelta(minutes=5)  # clocks of the sender and the server differ a little
 
@@ -109,7 +110,7 @@ class OutcomeContract:
             raise RecordError(key, f"must be a string or an integer, got {json_type(value)}", index)
         text = str(value).strip()
         if not SANE_REQUEST_ID.match(text):
-            raise RecordError(key, "must be 1-128 characters of letters, digits and . _ : -", index)
+            raise RecordError(key, f"must be 1-{MAX_ID_CHARS} characters of letters, digits and . _ : -", index)
         return text
 
     @staticmethod
@@ -117,16 +118,10 @@ class OutcomeContract:
         if given is None or _absent(given[1]):
             return None
         key, value = given
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise RecordError(key, f"must be a string or an integer, got {json_type(value)}", index)
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise RecordError(key, f"must be a whole number or a string, got {json_type(value)}", index)
-            value = int(value)
-        text = str(value).strip()
-        if len(text) > 128:
-            raise RecordError(key, "must be at most 128 characters", index)
-        return text
+        try:
+            return customer_id(value).strip()
+        except ValueError as error:
+            raise RecordError(key, str(error), index) from None
 
     def _label(self, given: tuple[str, Any] | None, index: int | None) -> int:
         if given is None or _absent(given[1]):

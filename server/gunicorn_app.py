@@ -139,7 +139,7 @@ class PredictApiApplication(BaseApplication):  # type: ignore[misc]
         log.info("workers switch to run %s (%s), generation %s", run_id, source, order["generation"])
 
     def _follower(self, settings: Settings, run_id: str | None) -> Any:
-        from server.registry_follower import RegistryFollower
+        from server.registry_follower import RegistryFollower, follower_status_file_for
 
         def switch(new_run_id: str, why: str) -> None:
             from mlops import registry
@@ -147,7 +147,7 @@ class PredictApiApplication(BaseApplication):  # type: ignore[misc]
             registry.download_model(settings, new_run_id)  # cached before any worker looks for it
             self._publish(settings, new_run_id, f"{why}; registry moved (followed)")
 
-        return RegistryFollower(settings, run_id, switch)
+        return RegistryFollower(settings, run_id, switch, status_file=follower_status_file_for(settings))
 
     def follow_registry(self) -> None:
         """Called from the master's loop about once a second: a moved alias switches the workers in place."""

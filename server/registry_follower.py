@@ -10,9 +10,11 @@ and the current model keeps serving.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from mlops.settings import Settings
 
@@ -26,8 +28,10 @@ class RegistryFollower:
         current_run_id: str | None,
         on_change: Callable[[str, str], None],
         clock: Callable[[], float] = time.monotonic,
+        status_file: Path | None = None,
     ) -> None:
         self.settings = settings
+        self.status_file = status_file  # the API's master writes its problem here, for the workers' /health
         self.current = current_run_id
         self.on_change = on_change
         self.clock = clock
@@ -53,7 +57,10 @@ class RegistryFollower:
             if text != self._last_error:
                 log.warning("registry not checked, still serving %s: %s", self.current, text)
                 self._last_error = text
+                self._write_status(f"registry not followed (MLFLOW_TRACKING_URI), still serving {self.current}: {text}")
             return False
+        if self._last_error is not None:
+            self._write_status(None)
         self._last_error = None
         if run_id == self.current:
             return False
@@ -65,3 +72,31 @@ class RegistryFollower:
         log.info("registry: %s now names run %s (was %s): switched in place", why, run_id, self.current)
         self.current = run_id
         return True
+
+    def problems(self) -> list[str]:
+        return [self._last_error] if self._last_error else []
+
+    def _write_status(self, problem: str | None) -> None:
+        if self.status_file is None:
+            return
+        try:
+            if problem is None:
+                self.status_file.unlink(missing_ok=True)
+            else:
+                self.status_file.parent.mkdir(parents=True, exist_ok=True)
+                self.status_file.write_text(json.dumps({"problem": problem, "since": time.time()}))
+        except OSError:
+            log.exception("cannot write the follower's status to %s", self.status_file)
+
+
+def follower_problems(status_file: Path) -> list[str]:
+    """What the follower of another process (the API's master) last said is wrong, if anything."""
+    try:
+        return [str(json.loads(status_file.read_text())["problem"])]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def follower_status_file_for(settings: Settings) -> Path:
+    """Where the API master's follower says what is wrong (by port, like the SwitchBoard file)."""
+    return settings.state_dir / "predict-api" / f"follower-status-{settings.api_port}.json"

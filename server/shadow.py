@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from mlops.settings import Settings
+from mlops.supervision import Supervised
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class ShadowScorer:
         self.dropped = 0
         self.errors = 0
         self._resolved_at = -1e18
-        self._thread = threading.Thread(target=self._run, name="shadow-scorer", daemon=True)
+        self._thread = Supervised("shadow-scorer", self._run)
         self._thread.start()
 
     # ------------------------------------------------------------------ request path: enqueue only
@@ -88,7 +88,11 @@ class ShadowScorer:
         from mlops.stores.prediction_log import make_entry
 
         while True:
-            item = self._queue.get()
+            self._thread.beat()
+            try:
+                item = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                continue
             if item is None:
                 return
             records, ids = list(item[0]), list(item[1])
@@ -120,7 +124,12 @@ class ShadowScorer:
             if stopping:
                 return
 
+    def problems(self) -> list[str]:
+        problem = self._thread.problem(max_silence_s=120.0)  # a model load may take a while
+        return [problem] if problem else []
+
     def close(self) -> None:
+        self._thread.stop()
         try:
             self._queue.put(None, timeout=1)
         except queue.Full:

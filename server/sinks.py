@@ -20,6 +20,7 @@ import requests
 
 from mlops.settings import Settings
 from mlops.stores.prediction_log import PredictionLog
+from mlops.supervision import Supervised
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,30 @@ def _metrics() -> Any:
 
 
 class PredictionLogSink:
-    """Every prediction into the prediction log (its own background writer batches and spools)."""
+    """Every prediction into the prediction log (its own background writer batches and spools).
 
-    def __init__(self, prediction_log: PredictionLog) -> None:
+    Its writer's state (queue depth, spool, quarantine, errors, restarts) is published as Prometheus gauges from
+    the writer's own loop, once a second, so every process's figures are current whichever one is scraped."""
+
+    def __init__(self, prediction_log: PredictionLog, metrics_registry: Any = None) -> None:
         self.prediction_log = prediction_log
+        self._gauges = log_metrics(metrics_registry)
+        self._published = 0.0
+        prediction_log.on_loop = self._publish
+
+    def _publish(self) -> None:
+        now = time.monotonic()
+        if now - self._published < 1.0:
+            return
+        self._published = now
+        stats = self.prediction_log.stats()
+        gauges = self._gauges
+        gauges["queue"].set(stats["queue_depth"])
+        gauges["spool"].set(stats["spool_files"])
+        gauges["quarantined"].set(stats["quarantined"])
+        gauges["errors"].set(stats["write_errors"])
+        gauges["restarts"].set(stats["restarts"])
+        gauges["outage"].set(stats["outage_seconds"])
 
     def submit(self, records: Sequence[Mapping[str, Any]]) -> None:
         self.prediction_log.submit(records)
@@ -61,8 +82,48 @@ class PredictionLogSink:
         """Block until what was submitted is written or spooled (the Kinesis consumer calls it before a checkpoint)."""
         return self.prediction_log.wait_durable(timeout)
 
+    def problems(self) -> list[str]:
+        return self.prediction_log.problems()
+
     def close(self, timeout: float = 5.0) -> None:
         self.prediction_log.close(timeout)
+
+
+_LOG_GAUGES: dict[int, dict[str, Any]] = {}
+
+
+def log_metrics(registry: Any = None) -> dict[str, Any]:
+    """The prediction log's gauges, once per registry (None: the default, multiprocess-aware in the API)."""
+    key = id(registry)
+    if key not in _LOG_GAUGES:
+        from prometheus_client import REGISTRY, Gauge
+
+        where = registry or REGISTRY
+
+        def gauge(name: str, text: str, mode: str) -> Any:
+            return Gauge(name, text, registry=where, multiprocess_mode=mode)
+
+        _LOG_GAUGES[key] = {
+            "queue": gauge("prediction_log_queue_depth", "Entries accepted, not yet written or spooled", "livesum"),
+            "spool": gauge("prediction_log_spool_files", "Batch files waiting in the spool (store down)", "livemax"),
+            "quarantined": gauge(
+                "prediction_log_quarantined_entries", "Entries the store refused for their content", "livemax"
+            ),
+            "errors": gauge("prediction_log_write_errors", "Writes the store failed, since start", "livesum"),
+            "restarts": gauge("prediction_log_writer_restarts", "Restarts of the writer thread", "livesum"),
+            "outage": gauge("prediction_log_outage_seconds", "How long the store has been unavailable", "livemax"),
+        }
+    return _LOG_GAUGES[key]
+
+
+def sink_problems(sinks: Sequence[Any]) -> list[str]:
+    """What the sinks say is wrong with them (for /health)."""
+    found: list[str] = []
+    for sink in sinks:
+        problems = getattr(sink, "problems", None)
+        if problems is not None:
+            found += problems()
+    return found
 
 
 def drift_payload(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -106,7 +167,8 @@ class DriftSink:
         self.dropped = 0
         self._idle = threading.Event()
         self._idle.set()
-        self._thread = threading.Thread(target=self._run, name="drift-sink", daemon=True)
+        self._failing_since: float | None = None
+        self._thread = Supervised("drift-sink", self._run)
         self._thread.start()
 
     @property
@@ -130,6 +192,7 @@ class DriftSink:
 
     def _run(self) -> None:
         while True:
+            self._thread.beat()
             batch: list[dict[str, Any]] = []
             deadline = time.monotonic() + self.flush_interval_s
             stop = False
@@ -165,13 +228,25 @@ class DriftSink:
                     type(error).__name__,
                     error,
                 )
+            if not self._failing:
+                self._failing_since = time.time()
             self._failing = True
             return
+        self._failing_since = None
         if self._failing:
             log.info("drift service at DRIFT_SERVICE_URL=%s answers again", self.base_url)
         self._failing = False
         self.sent += len(batch)
         _metrics().sent.inc(len(batch))
+
+    def problems(self) -> list[str]:
+        found = [p for p in [self._thread.problem(max_silence_s=60.0)] if p]
+        if self._failing_since is not None:
+            found.append(
+                f"drift service at DRIFT_SERVICE_URL={self.base_url} not taking records for "
+                f"{time.time() - self._failing_since:.0f} s ({self.dropped} dropped so far)"
+            )
+        return found
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until the queue is empty (sent or dropped); for tests and shutdown."""
@@ -180,6 +255,7 @@ class DriftSink:
     def close(self, timeout: float = 5.0) -> None:
         self.flush(timeout)
         self._stopping = True
+        self._thread.stop()
         try:
             self._queue.put_nowait(None)
         except queue.Full:
@@ -204,13 +280,15 @@ def close_all(sinks: Sequence[PredictionSink], timeout: float = 5.0) -> None:
             log.exception("closing prediction sink %s failed", type(sink).__name__)
 
 
-def build_sinks(settings: Settings, dataset: str | Callable[[], str]) -> list[PredictionSink]:
+def build_sinks(
+    settings: Settings, dataset: str | Callable[[], str], metrics_registry: Any = None
+) -> list[PredictionSink]:
     """The sinks of these settings, for every surface: the prediction log (PREDICTION_LOG_URI) always, the drift
     service when DRIFT_SERVICE_URL is set. `dataset` (the spec's name, or how to get it once a model is loaded)
     picks the drift service's data set."""
     from mlops.stores.prediction_log import open_prediction_log
 
-    built: list[PredictionSink] = [PredictionLogSink(open_prediction_log(settings))]
+    built: list[PredictionSink] = [PredictionLogSink(open_prediction_log(settings), metrics_registry)]
     if settings.drift_service_url:
         built.append(DriftSink(settings.drift_service_url, dataset))
     return built

@@ -13,6 +13,7 @@ from mlops.contract.rules import (
     FLOAT32_MAX,
     FLOAT32_RANGE,
     LABEL,
+    MAX_ID_CHARS,
     NOT_FINITE,
     REQUIRED,
     DataError,
@@ -24,6 +25,7 @@ from mlops.contract.rules import (
     not_whole,
     unknown_category,
 )
+from mlops.contract.text import UNSTORABLE, text_problem
 from mlops.spec import FeatureSpec, normalize_name
 
 
@@ -39,6 +41,20 @@ def _fail(column: str, bad: pd.Series | np.ndarray, reason_of: Any) -> None:
     total = int(flags.sum())
     more = f" ({total} such values in all)" if total > 1 else ""
     raise DataError(f"column '{column}', {_row(position)}: {reason}{more}", field=column, reason=reason)
+
+
+def _check_ids(ids: pd.Series, column: str) -> None:
+    """The record path's id rule (contract.rules.customer_id) on a column: bounded length, storable text."""
+    present = ids.notna().to_numpy(dtype=bool)
+    if not present.any():
+        return
+    lengths = ids.str.len().fillna(0).to_numpy()
+    too_long = present & (lengths > MAX_ID_CHARS)
+    if too_long.any():
+        _fail(column, too_long, lambda p: f"must be at most {MAX_ID_CHARS} characters, got {int(lengths[p])}")
+    bad = ids.str.contains(UNSTORABLE, regex=True).fillna(False).to_numpy(dtype=bool)
+    if bad.any():
+        _fail(column, bad, lambda p: str(text_problem(ids.iloc[p])))
 
 
 def _unparsed(value: Any) -> str:
@@ -165,6 +181,7 @@ def clean(
                 .astype("string")
                 .str.strip()
             )
+        _check_ids(out[spec.id_column], spec.id_column)
     for column, feature in spec.numeric.items():
         out[column] = _clean_numeric(frame[column], column, feature, column in required, missing_markers)
     for column, allowed in spec.categorical.items():

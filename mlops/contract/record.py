@@ -11,17 +11,19 @@ from typing import Any
 from mlops.contract.rules import (
     FLOAT32_MAX,
     FLOAT32_RANGE,
+    MAX_ID_CHARS,
     NOT_FINITE,
     REQUIRED,
     RecordError,
     above,
     below,
-    id_text,
+    customer_id,
     json_type,
     not_a_number,
     not_whole,
     unknown_category,
 )
+from mlops.contract.text import text_problem
 from mlops.spec import FeatureSpec, normalize_name
 
 
@@ -117,7 +119,13 @@ class RecordValidator:
         if self.id_column is not None:
             identifier = record.get(self.id_column)
             if identifier is not None:
-                clean[self.id_column] = identifier if type(identifier) is str else id_text(identifier)
+                if type(identifier) is str and len(identifier) <= MAX_ID_CHARS and text_problem(identifier) is None:
+                    clean[self.id_column] = identifier
+                else:
+                    try:
+                        clean[self.id_column] = customer_id(identifier)
+                    except ValueError as error:
+                        raise RecordError(self.id_column, str(error), index) from None
         return clean
 
     def _number_from(self, column: str, value: Any, required: bool, index: int | None) -> float | int | None:

@@ -13,6 +13,7 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 NOT_FINITE = "must be a finite number (NaN and infinity are not allowed)"
 FLOAT32_RANGE = "must be a number within the 32-bit float range"
 REQUIRED = "is required by the spec; got a missing value"
+MAX_ID_CHARS = 128  # a customer id, a request id: bounded, and said so in the OpenAPI document
 
 
 class DataError(ValueError):
@@ -89,3 +90,21 @@ def id_text(identifier: Any) -> str:
     if isinstance(identifier, float) and identifier.is_integer():
         return str(int(identifier))
     return str(identifier)
+
+
+def customer_id(value: Any) -> str:
+    """A customer id as text (a string, or a whole number), or ValueError with the reason: every entry point (a
+    record, an outcome, a Kinesis envelope, a URL) holds ids to the same bound and the same text rule."""
+    from mlops.contract.text import text_problem
+
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise ValueError(f"must be a string or an integer, got {json_type(value)}")
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"must be a whole number or a string, got {json_type(value)}")
+    text = value if isinstance(value, str) else id_text(value)
+    if len(text) > MAX_ID_CHARS:
+        raise ValueError(f"must be at most {MAX_ID_CHARS} characters, got {len(text)}")
+    problem = text_problem(text)
+    if problem is not None:
+        raise ValueError(problem)
+    return text

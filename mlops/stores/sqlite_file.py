@@ -84,6 +84,8 @@ class SQLiteFile:
             raise self.down(error) from error
         try:
             return action(connection)
+        except CONTENT_ERRORS:
+            raise  # about what was written, not the store: the caller isolates the entry (mlops.stores.quarantine)
         except sqlite3.Error as error:
             raise self.down(error) from error
         finally:
@@ -96,6 +98,8 @@ class SQLiteFile:
                 if self._writer is None:
                     self._writer = self.connect(check_same_thread=False)
                 return action(self._writer)
+            except CONTENT_ERRORS:
+                raise
             except (sqlite3.Error, OSError) as error:
                 self._drop_writer()  # an outage: the next write opens afresh, like every other call
                 raise self.down(error) from error
@@ -109,6 +113,10 @@ class SQLiteFile:
     def close(self) -> None:
         with self._writer_lock:
             self._drop_writer()
+
+
+# what SQLite says about a value, not about the file: not an outage (spooling would replay it forever)
+CONTENT_ERRORS = (sqlite3.DataError, sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError)
 
 
 def in_transaction(connection: sqlite3.Connection, action: Callable[[sqlite3.Connection], T]) -> T:

@@ -55,9 +55,11 @@ def create_app(
     state.scorer.sinks = list(sinks) if sinks is not None else build_sinks(settings, lambda: _dataset(state))
     state.shadow = shadow_for(settings, state.sinks)
     if switch_file is not None:
+        from server.registry_follower import follower_status_file_for
         from server.switchboard import SwitchBoard
 
         state.switch = SwitchBoard(switch_file)
+        state.follower_status = follower_status_file_for(settings)
     if service is None:
         state.load_in_background()
     if multiprocess_dir is not None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import g, request
 
-from mlops import json_text
+from mlops.contract.text import TextError, format_path, loads_text
 from server.api.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -54,16 +54,29 @@ def drain_unread_body(cap: int) -> None:
     g.body_read = True
 
 
-def parse_records(body: bytes, max_records: int) -> tuple[list[Any], bool]:
-    """The JSON body as a list of records and whether it was a single object. Every failure is an ApiError."""
+def parse_json(body: bytes, records: bool = False) -> Any:
+    """The JSON value of a body whose text every store can hold (mlops.contract.text); every failure an ApiError.
+
+    `records`: the body is a record or a list of them, so text at fault in the list is named by `index` and field.
+    """
     if not body.strip():
         raise ApiError(400, "invalid JSON", "the body is empty; send a JSON object or a list of objects", "(body)")
     try:
-        parsed = json_text.loads(body)
+        return loads_text(body)
     except RecursionError:
         raise ApiError(400, "invalid JSON", "the body is nested too deeply", "(body)") from None
+    except TextError as error:
+        path, index = error.path, None
+        if records and path and isinstance(path[0], int):
+            path, index = path[1:], path[0]
+        raise ApiError(422, "invalid text", error.reason, format_path(path), index) from None
     except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
         raise ApiError(400, "invalid JSON", f"the body is not valid JSON: {error}", "(body)") from None
+
+
+def parse_records(body: bytes, max_records: int) -> tuple[list[Any], bool]:
+    """The JSON body as a list of records and whether it was a single object. Every failure is an ApiError."""
+    parsed = parse_json(body, records=True)
     if isinstance(parsed, dict):
         return [parsed], True
     if isinstance(parsed, list):

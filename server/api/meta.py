@@ -24,12 +24,16 @@ def meta_blueprint(state: ApiState) -> Blueprint:
         current = state.service
         if current is None:
             return {"status": "loading", "reason": state.load_error or "the model is still loading"}, 503
-        return {
-            "status": "ok",
+        problems = state.problems()
+        answer = {
+            "status": "degraded" if problems else "ok",
             "model_run_id": current.run_id,
             "source": current.source,
             "spec": current.spec.name,
-        }, 200
+        }
+        if problems:
+            answer["problems"] = problems  # still serving (200): what is wrong behind it, for people and alerts
+        return answer, 200
 
     @routes.get("/metrics")
     def metrics() -> Response:

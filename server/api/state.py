@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops.model_service import ModelService, load_bundle, resolve_for_reload
@@ -40,6 +41,7 @@ class ApiState:
         self.internal_errors = 0  # true bugs answered with a 500; tests assert bad inputs never get here
         self._stop = threading.Event()
         self.metrics_registry: Any = None
+        self.follower_status: Path | None = None  # the master's follower status file, under gunicorn
         self.scorer = Scorer(self, sinks, source="http", observe=observe_predictions)
         if service is not None:
             publish_model(service)
@@ -55,6 +57,19 @@ class ApiState:
     @shadow.setter
     def shadow(self, scorer: ShadowScorer | None) -> None:
         self.scorer.shadow = scorer
+
+    def problems(self) -> list[str]:
+        """Why this worker is degraded (empty when well): its sinks, its shadow, the registry follower."""
+        from server.sinks import sink_problems
+
+        found = sink_problems(self.sinks)
+        if self.shadow is not None:
+            found += self.shadow.problems()
+        if self.follower_status is not None:
+            from server.registry_follower import follower_problems
+
+            found += follower_problems(self.follower_status)
+        return found
 
     def load_in_background(self) -> None:
         """Load the model off the request path, retrying until MLflow (or the cache) gives one."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from mlops import json_text
+from server.api.body import parse_json
 from server.api.errors import ApiError
 
 if TYPE_CHECKING:
@@ -43,12 +43,7 @@ ALL = frozenset({OUTPUT, "*"})
 def parse_request(raw: bytes) -> dict[str, Any]:
     if not raw.strip():
         return invalid("the body is empty; send an inference request (an object with inputs)", "(body)")
-    try:
-        body = json_text.loads(raw)
-    except RecursionError:
-        return invalid("the body is nested too deeply", "(body)", "invalid JSON")
-    except ValueError as error:
-        return invalid(f"the body is not valid JSON: {error}", "(body)", "invalid JSON")
+    body = parse_json(raw)
     if not isinstance(body, dict):
         return invalid(f"expected an inference request object, got {type(body).__name__}", "(body)")
     return body
@@ -107,6 +102,8 @@ def _fast_rows(inputs: list[Any]) -> list[dict[str, Any]] | None:
             return None
         value = data[0]
         datatype = tensor.get("datatype")
+        if type(datatype) is not str:
+            return None
         if datatype == "BYTES":
             if type(value) is list:
                 return None
@@ -124,7 +121,7 @@ def _fast_column(tensor: Any, seen: set[str]) -> tuple[str, list[int], list[Any]
     if not (type(name) is str and name and name not in seen and type(shape) is list and len(shape) == 1):
         return None
     n = shape[0]
-    if not (type(n) is int and type(data) is list and len(data) == n):
+    if not (type(n) is int and type(data) is list and len(data) == n and type(datatype) is str):
         return None
     if datatype == "BYTES":
         return (name, shape, data) if all(type(v) is not list for v in data) else None
@@ -145,7 +142,7 @@ def _column(tensor: Any, i: int, seen: set[str]) -> tuple[str, list[int], list[A
     if name in seen:
         invalid(f"the input '{name}' is given twice", f"{where}.name")
     datatype = tensor.get("datatype")
-    if datatype not in DATATYPES:
+    if not isinstance(datatype, str) or datatype not in DATATYPES:
         invalid(f"datatype must be one of {sorted(DATATYPES)}, got {datatype!r}", f"{where}.datatype")
     shape = tensor.get("shape")
     if (

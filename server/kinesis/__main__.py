@@ -21,6 +21,7 @@ from mlops.aws import ServiceUnavailable
 from mlops.model_service import ModelService
 from mlops.settings import ConfigurationError, Settings, load_settings
 from server.kinesis.consumer import KinesisConsumer
+from server.kinesis.metrics import ConsumerMetrics
 from server.registry_follower import RegistryFollower
 from server.shadow import shadow_for
 from server.sinks import PredictionSink, build_sinks, close_all
@@ -75,12 +76,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         client = aws.client("kinesis", settings)
         _check_streams(client, settings)
         service = ModelService.from_settings(settings)
-        sinks: list[PredictionSink] = [] if args.no_sinks else build_sinks(settings, service.spec.name)
+        metrics = ConsumerMetrics()
+        sinks: list[PredictionSink] = (
+            [] if args.no_sinks else build_sinks(settings, service.spec.name, metrics.registry)
+        )
         consumer = KinesisConsumer(
             settings,
             service,
             sinks,
             client,
+            metrics=metrics,
             poll_interval_s=args.poll_interval,
             batch_limit=args.batch_size,
             shadow=shadow_for(settings, sinks),

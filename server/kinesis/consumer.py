@@ -102,7 +102,9 @@ class KinesisConsumer(ShardReader):
         while not self._stop.is_set() and not (until and until()):
             if self.follower is not None:
                 self.follower.maybe_check()  # RUN_ID empty: a moved alias swaps the model between two batches
-            if self.poll_once() == 0:
+            read = self.poll_once()
+            self.metrics.last_batch.set_to_current_time()
+            if read == 0:
                 self._stop.wait(self.poll_interval_s)
 
     def switch_model(self, run_id: str, why: str) -> None:
@@ -125,46 +127,32 @@ class KinesisConsumer(ShardReader):
         valid: list[dict[str, Any]] = []
         request_ids: list[str] = []
         snapshots: list[str | None] = []
+        raws: list[dict[str, Any]] = []
         dead: list[tuple[bytes, str]] = []
         for raw in records:
+            # each record on its own: whatever it holds, it is scored or dead-lettered, and the batch goes on
             try:
-                envelope = parse_envelope(raw["Data"])
-            except EnvelopeError as error:
-                dead.append(self._dead_letter(shard_id, raw, error.field, str(error), error.request_id))
-                self.metrics.dead_letters.labels(field=self._metric_field(error.field)).inc()
+                clean, request_id, snapshot = self._prepare(shard_id, raw, dead)
+            except ServiceUnavailable:
+                raise  # the online store is down, not the record: the batch is re-read from its checkpoint
+            except Exception as error:  # a bug this record reaches: never a crash loop on one record
+                log.exception("record %s of shard %s: unexpected error; dead-lettered", raw["SequenceNumber"], shard_id)
+                dead.append(self._dead(shard_id, raw, "(record)", f"internal error: {_short(error)}", None, "internal"))
                 continue
-            record, snapshot = envelope.record, None
-            if envelope.customer_id is not None:
-                row = self._online_row(envelope.customer_id)  # a dead store: ServiceUnavailable, batch retried
-                if row is None:
-                    reason = (
-                        f"field '{CUSTOMER_KEY}': unknown customer {envelope.customer_id!r}: not in the online store "
-                        "(run `make materialize` after loading new data)"
-                    )
-                    dead.append(self._dead_letter(shard_id, raw, CUSTOMER_KEY, reason, envelope.request_id))
-                    self.metrics.dead_letters.labels(field=CUSTOMER_KEY).inc()
-                    continue
-                id_column = self.service.spec.id_column
-                record = {**row.features, **({id_column: row.customer_id} if id_column else {})}
-                snapshot = row.snapshot
-            try:
-                clean = self.service.check(record)
-            except RecordError as error:
-                dead.append(self._dead_letter(shard_id, raw, error.field, str(error), envelope.request_id))
-                self.metrics.dead_letters.labels(field=self._metric_field(error.field)).inc()
-                continue
-            valid.append(clean)
-            request_ids.append(envelope.request_id)
-            snapshots.append(snapshot)
+            if clean is not None:
+                valid.append(clean)
+                request_ids.append(request_id)
+                snapshots.append(snapshot)
+                raws.append(raw)
         # one call gives the probabilities and the run that made them (a hot switch may land in between otherwise)
         service = self.scorer.model()
-        scored = self.scorer.predict(service, valid) if valid else Scored([], np.empty(0), service.run_id, service.spec)
+        scored = self._score(shard_id, service, valid, request_ids, snapshots, raws, dead)
         chances, run_id, id_column = scored.probabilities, scored.run_id, service.spec.id_column
         results = [
             {"request_id": rid, "churn chance": float(p), "model_run_id": run_id}
             | ({id_column: record[id_column]} if id_column and record.get(id_column) is not None else {})
             | ({"snapshot": snapshot} if snapshot is not None else {})
-            for rid, p, record, snapshot in zip(request_ids, chances, valid, snapshots, strict=True)
+            for rid, p, record, snapshot in zip(request_ids, chances, scored.records, snapshots, strict=True)
         ]
         if results:
             put_all(
@@ -185,8 +173,84 @@ class KinesisConsumer(ShardReader):
         assert self.checkpoints is not None
         self.checkpoints.save(shard_id, records[-1]["SequenceNumber"])
         self.metrics.results_out.inc(len(results))
+        arrived = records[-1].get("ApproximateArrivalTimestamp")
+        if arrived is not None and hasattr(arrived, "timestamp"):
+            self.metrics.iterator_age.labels(shard=shard_id).set(max(0.0, time.time() - arrived.timestamp()))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return BatchOutcome(scored=len(results), dead=len(dead))
+
+    def _prepare(
+        self, shard_id: str, raw: dict[str, Any], dead: list[tuple[bytes, str]]
+    ) -> tuple[dict[str, Any] | None, str, str | None]:
+        """One record: (clean record, request id, snapshot), or (None, ...) with its dead letter added to `dead`."""
+        try:
+            envelope = parse_envelope(raw["Data"])
+        except EnvelopeError as error:
+            kind = "text" if "Unicode" in error.reason or "NUL" in error.reason else "envelope"
+            dead.append(self._dead(shard_id, raw, error.field, str(error), error.request_id, kind))
+            return None, "", None
+        record, snapshot = envelope.record, None
+        if envelope.customer_id is not None:
+            row = self._online_row(envelope.customer_id)  # a dead store: ServiceUnavailable, batch retried
+            if row is None:
+                reason = (
+                    f"field '{CUSTOMER_KEY}': unknown customer {envelope.customer_id!r}: not in the online store "
+                    "(run `make materialize` after loading new data)"
+                )
+                dead.append(self._dead(shard_id, raw, CUSTOMER_KEY, reason, envelope.request_id, "unknown_customer"))
+                return None, "", None
+            id_column = self.service.spec.id_column
+            record = {**row.features, **({id_column: row.customer_id} if id_column else {})}
+            snapshot = row.snapshot
+        try:
+            clean = self.service.check(record)
+        except RecordError as error:
+            dead.append(self._dead(shard_id, raw, error.field, str(error), envelope.request_id, "record"))
+            return None, "", None
+        return clean, envelope.request_id, snapshot
+
+    def _score(
+        self,
+        shard_id: str,
+        service: Any,
+        valid: list[dict[str, Any]],
+        request_ids: list[str],
+        snapshots: list[str | None],
+        raws: list[dict[str, Any]],
+        dead: list[tuple[bytes, str]],
+    ) -> Scored:
+        """The batch scored in one call; if that fails, record by record, and a record that fails alone is a dead
+        letter (the lists are trimmed to the records that were scored)."""
+        if not valid:
+            return Scored([], np.empty(0), service.run_id, service.spec)
+        try:
+            return self.scorer.predict(service, valid)
+        except ServiceUnavailable:
+            raise
+        except Exception:
+            log.exception(
+                "scoring a batch of %d record(s) of shard %s failed; scoring one by one", len(valid), shard_id
+            )
+        kept: list[int] = []
+        chances: list[float] = []
+        for i, record in enumerate(valid):
+            try:
+                chances.append(float(self.scorer.predict(service, [record]).probabilities[0]))
+            except Exception as error:
+                reason = f"internal error while scoring: {_short(error)}"
+                dead.append(self._dead(shard_id, raws[i], "(record)", reason, request_ids[i], "internal"))
+                continue
+            kept.append(i)
+        valid[:] = [valid[i] for i in kept]
+        request_ids[:] = [request_ids[i] for i in kept]
+        snapshots[:] = [snapshots[i] for i in kept]
+        return Scored(valid, np.asarray(chances, dtype=float), service.run_id, service.spec)
+
+    def _dead(
+        self, shard_id: str, raw: dict[str, Any], field_name: str, reason: str, request_id: str | None, kind: str
+    ) -> tuple[bytes, str]:
+        self.metrics.dead_letters.labels(field=self._metric_field(field_name), reason=kind).inc()
+        return self._dead_letter(shard_id, raw, field_name, reason, request_id)
 
     def _metric_field(self, name: str) -> str:
         """Sender-chosen names (unknown fields) would make label values unbounded: fold them into "(other)"."""
@@ -223,3 +287,7 @@ class KinesisConsumer(ShardReader):
         }
         key = request_id or raw.get("PartitionKey") or raw["SequenceNumber"]
         return json.dumps(letter).encode(), str(key)[:MAX_PARTITION_KEY]
+
+
+def _short(error: BaseException) -> str:
+    return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"

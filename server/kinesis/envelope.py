@@ -14,6 +14,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from mlops.contract.rules import customer_id
+from mlops.contract.text import TextError, loads_text
+
 MAX_PARTITION_KEY = 256  # Kinesis' limit on a partition key, which the request id becomes
 ENVELOPES = (
     ("request_id", "record"),
@@ -44,13 +47,19 @@ class EnvelopeError(ValueError):
 def parse_envelope(data: bytes) -> Envelope:
     """Decode one Kinesis record's Data into (request id, record); raise EnvelopeError saying why not."""
     try:
-        text = data.decode("utf-8")
+        data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise EnvelopeError("(data)", f"not UTF-8 text: {error.reason} at byte {error.start}") from error
     try:
-        body = json.loads(text)
+        body = loads_text(data)
+    except RecursionError:
+        raise EnvelopeError("(data)", "not JSON this consumer takes: nested too deeply") from None
+    except TextError as error:
+        raise EnvelopeError(error.field, error.reason) from None
     except json.JSONDecodeError as error:
         raise EnvelopeError("(data)", f"not JSON: {error.msg} at character {error.pos}") from error
+    except ValueError as error:
+        raise EnvelopeError("(data)", f"not JSON: {error}") from error
     if not isinstance(body, dict):
         raise EnvelopeError("(envelope)", f"must be a JSON object, got {type(body).__name__}")
     for id_key, record_key in ENVELOPES:
@@ -78,11 +87,12 @@ def parse_envelope(data: bytes) -> Envelope:
 
 
 def _customer_id(value: Any, request_id: str) -> str:
-    if isinstance(value, bool) or not isinstance(value, str | int) or not str(value).strip():
+    try:
+        text = customer_id(value).strip()
+    except ValueError as error:
+        raise EnvelopeError(CUSTOMER_KEY, str(error), request_id) from None
+    if not text:
         raise EnvelopeError(CUSTOMER_KEY, "must be a non-empty string or an integer", request_id)
-    text = str(value).strip()
-    if len(text) > 128:
-        raise EnvelopeError(CUSTOMER_KEY, "must be at most 128 characters", request_id)
     return text
 
 

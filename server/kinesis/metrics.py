@@ -14,7 +14,20 @@ class ConsumerMetrics:
         self.records_in = Counter("kinesis_records_in", "Records read from the predictions stream", registry=r)
         self.results_out = Counter("kinesis_results_out", "Results written to the results stream", registry=r)
         self.dead_letters = Counter(
-            "kinesis_dead_letters", "Records sent to the dead-letter stream", ["field"], registry=r
+            "kinesis_dead_letters",
+            "Records sent to the dead-letter stream, by field at fault and kind of reason "
+            "(envelope, text, record, unknown_customer, internal)",
+            ["field", "reason"],
+            registry=r,
+        )
+        self.iterator_age = Gauge(
+            "kinesis_iterator_age_seconds",
+            "Age of the newest record of the last batch read, by shard (how far the consumer is behind)",
+            ["shard"],
+            registry=r,
+        )
+        self.last_batch = Gauge(
+            "kinesis_last_poll_timestamp_seconds", "When the consumer last finished a round over its shards", registry=r
         )
         self.batch_seconds = Histogram(
             "kinesis_batch_seconds",

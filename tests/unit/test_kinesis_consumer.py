@@ -217,6 +217,50 @@ def test_metrics_count_records(settings: Settings) -> None:
     registry = consumer.metrics.registry
     assert registry.get_sample_value("kinesis_records_in_total") == 2
     assert registry.get_sample_value("kinesis_results_out_total") == 1
-    assert registry.get_sample_value("kinesis_dead_letters_total", {"field": "request_id"}) == 1
+    assert registry.get_sample_value("kinesis_dead_letters_total", {"field": "request_id", "reason": "envelope"}) == 1
     assert registry.get_sample_value("kinesis_millis_behind_latest", {"shard": "s0"}) == 0
     assert registry.get_sample_value("kinesis_batch_seconds_count") == 1
+
+
+def test_no_record_can_stop_the_consumer(settings: Settings) -> None:
+    """Issue 22: 100,000 nested arrays (RecursionError in json), a lone surrogate, a bug reached by one record and
+    a model that fails on one record: each of them is a dead letter with its reason; every good record is answered
+    and the batch is checkpointed (a crash loop on one record is impossible)."""
+    client = FakeKinesis({"s0": None})
+    client.add("s0", b"[" * 100_000 + b"]" * 100_000)
+    client.add("s0", b'{"request_id": "sur", "record": {"CLIENTNUM": "\\ud800"}}')
+    client.add("s0", json.dumps({"request_id": "boom", "record": RECORDS[1]}).encode())
+    client.add("s0", json.dumps({"request_id": "model-fails", "record": RECORDS[2]}).encode())
+    for i in range(3, 8):
+        client.add("s0", envelope_bytes(i))
+    consumer = make(settings, client)
+    service = consumer.service
+    real_check, real_predict = service.check, service.predict_records
+
+    def check(record: Any, index: int | None = None) -> dict[str, Any]:
+        if record is not None and record == RECORDS[1]:
+            raise TypeError("a bug only this record reaches")
+        return real_check(record, index)
+
+    def predict(records: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        if any(r == validate_record(RECORDS[2], SPEC) for r in records):
+            raise ValueError("the booster refused this row")
+        return real_predict(records)
+
+    service.check, service.predict_records = check, predict
+    assert consumer.poll_once() == 9
+    results = client.stream(settings.kinesis_results_stream)
+    assert [r["request_id"] for r in results] == [f"r{i}" for i in range(3, 8)]
+    dead = {d["sequence_number"]: d for d in client.stream(settings.kinesis_dead_letter_stream)}
+    assert len(dead) == 4
+    assert "nested too deeply" in dead["s0-00000"]["reason"]
+    assert dead["s0-00001"]["field"] == "record.CLIENTNUM" and "lone surrogate" in dead["s0-00001"]["reason"]
+    assert dead["s0-00002"]["reason"] == "internal error: TypeError: a bug only this record reaches"
+    assert "ValueError: the booster refused this row" in dead["s0-00003"]["reason"]
+    assert dead["s0-00003"]["request_id"] == "model-fails"
+    assert CheckpointStore(settings.state_dir / "kinesis-checkpoints", "predictions").get("s0").sequence_number == (
+        "s0-00008"
+    )
+    registry = consumer.metrics.registry
+    assert registry.get_sample_value("kinesis_dead_letters_total", {"field": "(record)", "reason": "internal"}) == 2
+    assert registry.get_sample_value("kinesis_dead_letters_total", {"field": "(other)", "reason": "text"}) == 1

@@ -45,11 +45,17 @@ class Spool:
     def pending(self) -> list[Path]:
         return sorted(self.directory.glob("*.jsonl"))
 
+    def empty(self) -> bool:
+        """No file waiting nor being replayed (a claimed file is not `pending`, but not written yet either)."""
+        return not any(not p.name.startswith(".") for p in self.directory.glob("*.jsonl*"))
+
     def pending_entries(self) -> int:
         return sum(sum(1 for _ in p.open()) for p in self.pending())
 
-    def replay(self, write: Callable[[list[dict[str, Any]]], None]) -> int:
-        """Write every spooled file, oldest first; stop at the first failure (raised). Returns the count."""
+    def replay(self, write: Callable[[list[dict[str, Any]]], list[dict[str, Any]]]) -> int:
+        """Write every spooled file, oldest first. `write` returns the entries it could not write (the store went
+        down meanwhile): they stay in their file, which is put back, and the replay stops there. Returns the count
+        of entries taken (written, or set apart by `write` for their content)."""
         written = 0
         for path in self.pending():
             claimed = path.with_name(f"{path.name}.replaying-{os.getpid()}")
@@ -59,13 +65,28 @@ class Spool:
                 continue  # another process took it
             try:
                 entries = [json.loads(line) for line in claimed.read_text().splitlines() if line.strip()]
-                write(entries)
+                left = write(entries)
             except BaseException:
                 claimed.rename(path)
                 raise
+            if left:
+                if len(left) < len(entries):
+                    self._rewrite(claimed, left)
+                claimed.rename(path)
+                return written + len(entries) - len(left)
             claimed.unlink()
             written += len(entries)
         return written
+
+    @staticmethod
+    def _rewrite(path: Path, entries: Sequence[Mapping[str, Any]]) -> None:
+        temporary = path.with_name(f".{path.name}.tmp")
+        with temporary.open("w") as handle:
+            for entry in entries:
+                handle.write(json.dumps(entry, separators=(",", ":"), default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(path)
 
 
 def _alive(pid: int) -> bool:

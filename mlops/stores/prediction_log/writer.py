@@ -1,5 +1,8 @@
 """The prediction log as callers use it: `submit()` only enqueues; one background writer per process writes batches.
 
+A batch the store refuses for its content (not an outage) is bisected to the entries at fault, which are quarantined
+(mlops.stores.quarantine) while the rest is written: one odd entry never blocks the others, nor the spool.
+
 When the store is down, batches are spooled to JSON-lines files under `<state_dir>/spool/prediction-log/` and
 replayed in order once it is back (spooled files of a dead process are replayed too). Every entry carries a unique
 `prediction_id`, and both stores ignore an id they already hold, so a replay after a half-finished write never
@@ -12,15 +15,16 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from mlops.settings import Settings
-from mlops.stores.base import StoreUnavailable
 from mlops.stores.prediction_log.entry import PredictionStore
 from mlops.stores.prediction_log.spool import Spool
+from mlops.stores.quarantine import Quarantine, keep_refused, quarantine_dir, write_isolating
+from mlops.supervision import Supervised
 
 log = logging.getLogger(__name__)
 
@@ -48,24 +52,32 @@ class PredictionLog:
         batch_size: int = 500,
         retry_interval_s: float = 1.0,
         linger_s: float = 0.05,
+        quarantine: Quarantine | None = None,
+        behind_entries: int = 50_000,
     ) -> None:
         self.store = store
         self.spool = Spool(spool_dir)
+        self.quarantine = quarantine or Quarantine(spool_dir.with_name(f"{spool_dir.name}-quarantine"))
         self.batch_size = batch_size
         # after the first entry of a batch, wait this long for more: under load one transaction (one fsync, one
         # connection) per many predictions instead of one per request, which cost a third of a core at 900 req/s
         self.linger_s = linger_s
+        self.behind_entries = behind_entries  # more than this queued: /health says the writer is falling behind
         self._hurry = threading.Event()
         self.retry_interval_s = retry_interval_s
         self._queue: queue.SimpleQueue[list[dict[str, Any]] | None] = queue.SimpleQueue()
         self._state = threading.Condition()
         self.accepted = 0  # entries submitted
-        self.handled = 0  # entries written or spooled
+        self.handled = 0  # entries written, spooled or quarantined
         self.written = 0  # entries in the store (including replayed ones)
         self.spooled = 0  # entries that went to the spool
+        self.quarantined = 0  # entries this process set apart for their content
+        self.write_errors = 0  # writes the store failed (an outage or refused content)
+        self.outage_since: float | None = None  # time.time() of the first failed write of the current outage
         self._outage = False
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
+        self.on_loop: Callable[[], None] | None = None  # called by the writer each time round (the sink's metrics)
+        self._thread = Supervised("prediction-log-writer", self._run)
         self._thread.start()
 
     # ---------------------------------------------------------------- writing
@@ -111,6 +123,12 @@ class PredictionLog:
     def _run(self) -> None:
         last_retry = 0.0
         while True:
+            self._thread.beat()
+            if self.on_loop is not None:
+                try:
+                    self.on_loop()
+                except Exception:
+                    log.exception("prediction log: the on_loop hook failed")
             has_spool = bool(self.spool.pending())
             batch = self._take_batch(self.retry_interval_s if has_spool else 0.5)
             if has_spool and time.monotonic() - last_retry >= self.retry_interval_s:
@@ -123,16 +141,21 @@ class PredictionLog:
                 if self._stopping and self.handled >= self.accepted and self._queue.empty():
                     return
 
-    def _replay(self) -> None:
-        def write(entries: list[dict[str, Any]]) -> None:
-            self.store.write_many(entries)
-            with self._state:
-                self.written += len(entries)
+    def _isolate(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Write `batch`; quarantine what the store refuses for its content. Returns what the store being down left
+        unwritten (raises nothing but what a bug raises)."""
+        refused, unwritten = write_isolating(self.store.write_many, batch)
+        if refused:
+            keep_refused(self.quarantine, refused, log, "prediction(s)")
+        with self._state:
+            self.written += len(batch) - len(refused) - len(unwritten)
+            self.quarantined += len(refused)
+            self.write_errors += bool(refused) + bool(unwritten)
+        return unwritten
 
+    def _replay(self) -> None:
         try:
-            replayed = self.spool.replay(write)
-        except StoreUnavailable:
-            return
+            replayed = self.spool.replay(self._isolate)
         except Exception:  # a corrupt spool file or a bug: keep serving, keep the file
             log.exception("replaying the prediction spool in %s failed", self.spool.directory)
             return
@@ -140,32 +163,74 @@ class PredictionLog:
             log.info("prediction store back: replayed %d spooled prediction(s)", replayed)
         if not self.spool.pending():
             self._outage = False
+            self.outage_since = None
 
     def _write(self, batch: list[dict[str, Any]]) -> None:
         if not self.spool.pending():  # keep order: nothing may overtake spooled entries
             try:
-                self.store.write_many(batch)
-            except StoreUnavailable as error:
-                if not self._outage:
-                    log.warning("%s; spooling predictions to %s until it is back", error, self.spool.directory)
-                self._outage = True
-            except Exception:
+                unwritten = self._isolate(batch)
+            except Exception:  # a bug (the store's own errors are handled in _isolate): spool, never drop
                 log.exception("writing %d prediction(s) failed; spooling them", len(batch))
-            else:
+                unwritten = batch
+            if not unwritten:
                 with self._state:
-                    self.written += len(batch)
                     self.handled += len(batch)
                 return
+            if not self._outage:
+                log.warning(
+                    "prediction store unavailable (PREDICTION_LOG_URI); spooling predictions to %s until it is back",
+                    self.spool.directory,
+                )
+                self.outage_since = time.time()
+            self._outage = True
+            with self._state:
+                self.handled += len(batch) - len(unwritten)
+            batch = unwritten
         try:
             self.spool.append(batch)
         except OSError:
             log.exception("cannot spool %d prediction(s) to %s; retrying", len(batch), self.spool.directory)
             time.sleep(self.retry_interval_s)
             self._queue.put(batch)  # back in the queue (at the end): never dropped
+            with self._state:
+                self.write_errors += 1
             return
         with self._state:
             self.spooled += len(batch)
             self.handled += len(batch)
+
+    # ---------------------------------------------------------------- health
+    def stats(self) -> dict[str, Any]:
+        """What /health and the metrics say about the log: queue depth, spool, quarantine, errors, restarts."""
+        with self._state:
+            depth = self.accepted - self.handled
+        return {
+            "queue_depth": depth,
+            "spool_files": len(self.spool.pending()),
+            "quarantined": self.quarantine.count(),
+            "written": self.written,
+            "write_errors": self.write_errors,
+            "restarts": self._thread.restarts,
+            "outage_seconds": 0.0 if self.outage_since is None else time.time() - self.outage_since,
+        }
+
+    def problems(self) -> list[str]:
+        """Why the log is not well (empty when it is): its writer dead, its store down, or far behind."""
+        found = []
+        problem = self._thread.problem(max_silence_s=60.0)
+        if problem:
+            found.append(problem)
+        files = len(self.spool.pending())
+        if files:
+            found.append(
+                f"prediction log store unavailable (PREDICTION_LOG_URI): {files} batch file(s) spooled in "
+                f"{self.spool.directory}, replayed when it is back"
+            )
+        with self._state:
+            depth = self.accepted - self.handled
+        if depth > self.behind_entries:
+            found.append(f"prediction log writer is behind: {depth} entries queued")
+        return found
 
     # ---------------------------------------------------------------- draining
     def wait_durable(self, timeout: float = 10.0) -> bool:
@@ -193,7 +258,7 @@ class PredictionLog:
         while True:
             with self._state:
                 handled = self.handled >= target
-            if handled and not self.spool.pending():
+            if handled and self.spool.empty():
                 return True
             if time.monotonic() >= deadline or not self._thread.is_alive():
                 return False
@@ -241,4 +306,7 @@ def spool_dir_for(settings: Settings) -> Path:
 
 def open_prediction_log(settings: Settings, **options: Any) -> PredictionLog:
     """The prediction log of these settings: PREDICTION_LOG_URI (default: SQLite under STATE_DIR)."""
-    return PredictionLog(open_store(settings.prediction_log_location), spool_dir_for(settings), **options)
+    quarantine = Quarantine(quarantine_dir(settings.state_dir, "prediction-log"))
+    return PredictionLog(
+        open_store(settings.prediction_log_location), spool_dir_for(settings), quarantine=quarantine, **options
+    )

@@ -51,10 +51,10 @@ BUILD_BASE = $(DOCKER) build -f Dockerfile.base -t churn-mlops/base:$(IMAGE_TAG)
 # native needs the venv and the Debian packages; compose needs only docker
 RUNTIME_DEPS = $(if $(filter native,$(RUNTIME)),install,docker-engine)
 RUNTIME_CLI := $(PY) -m native.runtime --env $(env)
-SERVE_PROGRAMS := predict-api serve-kinesis drift-service prometheus
+SERVE_PROGRAMS := predict-api serve-kinesis drift-service prometheus alertmanager alert-receiver
 
 .PHONY: help install system-packages test-packages up down setup-model-registry init_aws train apply-model-train-flow \
-	setup-model-serve start-serve stop-serve apply-prediction-reporting report batch outcomes materialize promote \
+	setup-model-serve start-serve stop-serve apply-prediction-reporting report batch quarantine outcomes materialize promote \
 	rollback status logs \
 	test run_tests lint format bench bench-packages reset_all docker-engine docker-engine-start images-offline
 
@@ -75,7 +75,7 @@ install: $(VENV)/.installed system-packages $(if $(filter compose,$(RUNTIME)),do
 
 # Debian packages as `program=package` pairs: installed when the program is missing and make runs as root, else the
 # one apt-get command is printed.
-RUNTIME_PACKAGES := prometheus=prometheus nginx=nginx redis-server=redis-server chromium=chromium
+RUNTIME_PACKAGES := prometheus=prometheus prometheus-alertmanager=prometheus-alertmanager nginx=nginx redis-server=redis-server chromium=chromium
 DOCKER_PACKAGES := dockerd=docker.io docker-compose=docker-compose
 TEST_PACKAGES := $(DOCKER_PACKAGES) debootstrap=debootstrap
 BENCH_PACKAGES := wrk=wrk
@@ -257,6 +257,9 @@ ifeq ($(RUNTIME),compose)
 else
 	$(PY) -m mlops.materialize --env $(env)
 endif
+
+quarantine: ## what the stores refused for its content: make quarantine [ACTION=list|show|replay]
+	$(PY) -m mlops.quarantine $(or $(ACTION),list) --env $(env)
 
 batch: ## score a folder or S3 prefix of account files now: make batch INPUT=... OUTPUT=...
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch INPUT=<folder|s3://bucket/prefix> OUTPUT=<folder|s3://...>"; exit 2; }

@@ -6,7 +6,8 @@
 Columns in any spelling: the spec's id column and/or request_id, the label (`label` or the target's name, spelled as
 the data set spells it) and optionally `observed_at` / `date`. The whole file is checked first (the first bad row
 stops it, named as training data errors are, and nothing is stored); then it is settled against the prediction log
-in chunks, with progress. The same file loaded twice counts once. Exit 0 on success, 2 on bad input or a dead store.
+in chunks, with progress. The same file loaded twice counts once. A bad file is reported and the others are loaded.
+Exit 0 on success, 2 when a file was refused or the store is dead.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ingest_outcomes: error: {error}", file=sys.stderr)
         return 2
     total = IngestReport()
+    refused: list[str] = []
     store = open_outcome_store(settings)
     try:
         for path in args.files:
@@ -51,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 outcomes = read_outcomes_file(path, spec)
             except DataError as error:
                 print(f"ingest_outcomes: error: {path}: {error}; nothing of this file was stored", file=sys.stderr)
-                return 2
+                refused.append(path)
+                continue
             started = time.perf_counter()
             for start in range(0, len(outcomes), max(1, args.chunk)):
                 chunk = outcomes[start : start + args.chunk]
@@ -69,8 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{path}: {len(outcomes)} outcomes in {elapsed:.1f}s", file=sys.stderr, flush=True)
     finally:
         store.close()
-    print(json.dumps(total.as_dict()), flush=True)
-    return 0
+    print(json.dumps(total.as_dict() | ({"refused_files": refused} if refused else {})), flush=True)
+    return 2 if refused else 0
 
 
 if __name__ == "__main__":

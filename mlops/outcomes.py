@@ -228,6 +228,6 @@ def read_outcomes_file(path: str, spec: FeatureSpec) -> list[Outcome]:
             frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     except FileNotFoundError:
         raise DataError(f"no such file: {path}") from None
-    except (ValueError, pd.errors.ParserError) as error:
-        raise DataError(f"cannot read {path}: {error}") from None
+    except Exception as error:  # any bytes at all: pandas, pyarrow and the codecs raise many kinds
+        raise DataError(f"cannot read {path}: {type(error).__name__}: {error}") from None
     return outcomes_from_frame(frame, spec)

@@ -148,6 +148,17 @@ class Settings(BaseSettings):
     )  # default: state_dir / "reports"
     prometheus_port: int = Field(default=9091, description="Prometheus port (native runtime)")
     reports_port: int = Field(default=8888, description="nginx port serving the reports")
+    alertmanager_port: int = Field(default=9093, description="Alertmanager port (native runtime)")
+    alert_receiver_port: int = Field(
+        default=9095, description="port of the built-in alert webhook receiver (logs every alert it gets)"
+    )
+    alert_webhook_url: str = Field(
+        default="",
+        description="where Alertmanager sends alerts (Slack, a pager, any webhook); empty: the built-in receiver",
+    )
+    alert_receiver_max_bytes: int = Field(
+        default=10_000_000, ge=10_000, description="the built-in receiver's alert log is rotated past this size"
+    )
     drift_window_size: int = Field(default=2000, ge=10, description="records kept per data set by the drift service")
     drift_min_rows: int = Field(default=300, ge=1, description="below this, drift says 'not enough data'")
     drift_interval_seconds: float = Field(default=10.0, ge=0, description="min seconds between drift computations")

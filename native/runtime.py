@@ -53,6 +53,8 @@ def programs(settings: Settings) -> dict[str, Program]:
         Program("drift-service", f"http://127.0.0.1:{settings.drift_port}/health"),
         Program("report-deployment", None),
         Program("prometheus", f"http://127.0.0.1:{settings.prometheus_port}/-/ready"),
+        Program("alertmanager", f"http://127.0.0.1:{settings.alertmanager_port}/-/ready"),
+        Program("alert-receiver", f"http://127.0.0.1:{settings.alert_receiver_port}/health"),
         Program("nginx", f"http://127.0.0.1:{settings.reports_port}/"),
         Program("send-data-api", None),
         Program("send-data-kinesis", None),

@@ -20,6 +20,7 @@ IMAGES=(
   "ghcr.io/astral-sh/uv:0.13.9|uv"
   "motoserver/moto:5.2.5|moto"
   "prom/prometheus:v2.53.2|prometheus"
+  "prom/alertmanager:v0.27.0|alertmanager"
   "nginxinc/nginx-unprivileged:1.27.2-alpine|nginx-unprivileged"
   "redis:7.0.15-bookworm|redis"
 )

@@ -60,7 +60,8 @@ class Quarantine:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._counter = 0
-        self._count = sum(1 for _ in self._lines())
+        self._seen = -1
+        self._count = 0
 
     def add(self, refused: Refused) -> int:
         """Keep `refused` (entry, reason) pairs on disk (fsynced); returns how many."""
@@ -78,11 +79,18 @@ class Quarantine:
                 handle.flush()
                 os.fsync(handle.fileno())
             temporary.replace(self.directory / name)
-            self._count += len(refused)
         return len(refused)
 
     def count(self) -> int:
-        """Entries held by this process's view (kept in step by add and replay; recounted on start)."""
+        """Entries held, by every process: recounted when the folder changed (a file added or replayed)."""
+        try:
+            changed = self.directory.stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+        if changed != self._seen:
+            with self._lock:
+                self._seen = changed
+                self._count = sum(1 for _ in self._lines())
         return self._count
 
     def files(self) -> list[Path]:
@@ -121,9 +129,7 @@ class Quarantine:
                 raise StoreUnavailable(f"the store went down while replaying {path}")
             reasons = {id(entry): reason for entry, reason in refused}
             still = [(line["entry"], reasons[id(line["entry"])]) for line in lines if id(line["entry"]) in reasons]
-            with self._lock:
-                path.unlink()
-                self._count -= len(lines)
+            path.unlink()
             if still:
                 self.add(still)
             written += len(lines) - len(still)

@@ -17,9 +17,10 @@ from flask import Flask, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
+from mlops.contract.text import TextError, loads_text
 from mlops.settings import Settings
 from mlops.spec import FeatureSpec
-from monitoring.evidently_service.drift import BatchError, validate_batch
+from monitoring.evidently_service.drift import BatchError, split_batch
 from monitoring.evidently_service.metrics import DriftMetrics
 from monitoring.evidently_service.monitor import DriftMonitor
 from monitoring.evidently_service.performance import PerformanceMetrics, PerformanceMonitor
@@ -27,6 +28,9 @@ from monitoring.evidently_service.reference import ReferenceLoader
 from monitoring.evidently_service.retrain import RetrainTrigger
 
 log = logging.getLogger(__name__)
+
+
+STUCK_S = 300.0  # a computation may take this long (Evidently on a full window) before a worker counts as stuck
 
 
 def create_app(
@@ -61,17 +65,29 @@ def create_app(
         if not monitor.known(dataset):
             metrics.rejected.labels("unknown_dataset").inc()
             return jsonify(error=f"unknown data set '{dataset}'; known: {sorted(monitor.datasets)}"), 404
-        payload = request.get_json(silent=True)
-        if payload is None:
+        try:
+            payload = loads_text(request.get_data(cache=False))
+        except TextError as error:
+            metrics.rejected.labels("invalid").inc()
+            return jsonify(error=error.reason, field=error.field), 422
+        except (ValueError, RecursionError):
             metrics.rejected.labels("not_json").inc()
             return jsonify(error="body must be JSON (Content-Type: application/json): a list of record objects"), 400
         try:
-            records = validate_batch(payload, monitor.spec, settings.max_batch_records)
+            records, refused = split_batch(payload, monitor.spec, settings.max_batch_records)
         except BatchError as error:
             metrics.rejected.labels("invalid").inc()
             return jsonify(error.as_dict()), 422
+        if refused:
+            metrics.rejected.labels("invalid").inc(len(refused))
+        if not records:
+            return jsonify(refused[0].as_dict()), 422
         size = monitor.ingest(dataset, records)
-        return jsonify(accepted=len(records), window_rows=size), 202
+        answer: dict[str, Any] = {"accepted": len(records), "window_rows": size}
+        if refused:  # the good records are in the window; these were not (the first few named)
+            answer["refused"] = len(refused)
+            answer["errors"] = [error.as_dict() for error in refused[:10]]
+        return jsonify(answer), 202
 
     @app.get("/status")
     def status() -> Response:
@@ -87,13 +103,28 @@ def create_app(
         """The retraining trigger: thresholds, consecutive drifted computations, the last run it started."""
         return jsonify(monitor.trigger.status() if monitor.trigger is not None else {"enabled": False})
 
+    def worker_problems() -> dict[str, list[str]]:
+        return {
+            "drift-worker": monitor.problems(settings.drift_interval_seconds + STUCK_S),
+            "performance-worker": performance.problems(settings.performance_interval_seconds + STUCK_S),
+        }
+
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
+        for worker, problems in worker_problems().items():
+            metrics.worker_healthy.labels(worker=worker).set(0 if problems else 1)
+        metrics.worker_restarts.labels(worker="drift-worker").set(monitor.restarts)
+        metrics.worker_restarts.labels(worker="performance-worker").set(performance.restarts)
         return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
 
     @app.get("/health")
     def health() -> Response:
-        return jsonify(status="ok", datasets=sorted(monitor.datasets))
+        """200 while it serves; "degraded" with the reasons when a worker died, restarts or is stuck."""
+        problems = [problem for found in worker_problems().values() for problem in found]
+        answer: dict[str, Any] = {"status": "degraded" if problems else "ok", "datasets": sorted(monitor.datasets)}
+        if problems:
+            answer["problems"] = problems
+        return jsonify(answer)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> tuple[Response, int]:

@@ -70,8 +70,17 @@ def validate_batch(payload: Any, spec: FeatureSpec, max_records: int) -> list[di
     Each record goes through the one record contract (`mlops.contract`), as at the API and the Kinesis consumer, so
     the window holds exactly what the model scored; a record the model would refuse is refused here with the same
     field and reason, and the record's index: it would silently poison the window otherwise. Fields the spec does
-    not name (prediction, model run id, time) pass through.
+    not name (prediction, model run id, time) pass through. Raises the first record's BatchError.
     """
+    records, refused = split_batch(payload, spec, max_records)
+    if refused:
+        raise refused[0]
+    return records
+
+
+def split_batch(payload: Any, spec: FeatureSpec, max_records: int) -> tuple[list[dict[str, Any]], list[BatchError]]:
+    """`validate_batch` record by record: (the good records, a BatchError per refused one). One bad record must not
+    cost the window the other 199 of a sink's batch. The batch as a whole (not a list, empty, too long) raises."""
     if not isinstance(payload, list):
         raise BatchError(f"body must be a JSON list of record objects, got {json_type(payload)}")
     if not payload:
@@ -79,21 +88,25 @@ def validate_batch(payload: Any, spec: FeatureSpec, max_records: int) -> list[di
     if len(payload) > max_records:
         raise BatchError(f"batch holds {len(payload)} records; at most {max_records} (MAX_BATCH_RECORDS)")
     features = set(spec.feature_columns)
-    out = []
+    out: list[dict[str, Any]] = []
+    refused: list[BatchError] = []
     for index, record in enumerate(payload):
         try:
             clean = validate_record(record, spec, index, allow_unknown=True)
         except RecordError as error:
-            raise BatchError(error.reason, error.field, index) from None
+            refused.append(BatchError(error.reason, error.field, index))
+            continue
         prediction = record.get("prediction")
         if prediction is not None and (isinstance(prediction, bool) or not isinstance(prediction, int | float)):
-            raise BatchError(f"must be a number or null, got {json_type(prediction)}", "prediction", index)
+            refused.append(BatchError(f"must be a number or null, got {json_type(prediction)}", "prediction", index))
+            continue
         run_id = record.get("model_run_id")
         if run_id is not None and not isinstance(run_id, str):
-            raise BatchError(f"must be a string or null, got {json_type(run_id)}", "model_run_id", index)
+            refused.append(BatchError(f"must be a string or null, got {json_type(run_id)}", "model_run_id", index))
+            continue
         extra = {k: v for k, v in record.items() if k not in features and normalize_name(k) not in features}
         out.append(extra | clean)
-    return out
+    return out, refused
 
 
 class SlidingWindow:

@@ -13,6 +13,15 @@ class DriftMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self.worker_restarts = Gauge(
+            "drift_service_worker_restarts", "Restarts of a background worker after an error", ["worker"], registry=r
+        )
+        self.worker_healthy = Gauge(
+            "drift_service_worker_healthy",
+            "1 while a background worker runs well (see /health)",
+            ["worker"],
+            registry=r,
+        )
         self.share = Gauge("drift_share", "Share of features whose drift was detected", ["dataset"], registry=r)
         self.drifted = Gauge("drift_columns_drifted", "Number of drifted features", ["dataset"], registry=r)
         self.columns = Gauge("drift_columns_total", "Number of features checked for drift", ["dataset"], registry=r)

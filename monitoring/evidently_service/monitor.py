@@ -15,6 +15,7 @@ from typing import Any
 
 from mlops.settings import Settings
 from mlops.spec import FeatureSpec
+from mlops.supervision import Supervised
 from monitoring.evidently_service.drift import (
     DriftResult,
     Reference,
@@ -62,7 +63,7 @@ class DriftMonitor:
         self.datasets: dict[str, DatasetState] = {spec.name: DatasetState(SlidingWindow(settings.drift_window_size))}
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread: Supervised | None = None
         self.metrics.enough_data.labels(spec.name).set(0)
         self.metrics.window_rows.labels(spec.name).set(0)
 
@@ -152,6 +153,8 @@ class DriftMonitor:
     def _loop(self) -> None:
         last = 0.0
         while not self._stop.is_set():
+            if self._thread is not None:
+                self._thread.beat()
             self._wake.wait(timeout=5.0)
             if self._stop.is_set():
                 return
@@ -167,11 +170,23 @@ class DriftMonitor:
 
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._loop, name="drift-worker", daemon=True)
-            self._thread.start()
+            self._thread = Supervised("drift-worker", self._loop).start()
+
+    @property
+    def restarts(self) -> int:
+        return self._thread.restarts if self._thread is not None else 0
+
+    def problems(self, max_silence_s: float) -> list[str]:
+        """Why the worker is unwell (for /health): not started, dead, restarting or stuck."""
+        if self._thread is None:
+            return []
+        problem = self._thread.problem(max_silence_s)
+        return [problem] if problem else []
 
     def stop(self) -> None:
         self._stop.set()
+        if self._thread is not None:
+            self._thread.stop()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from mlops.performance import NotEnough, Performance, realized
 from mlops.settings import Settings
+from mlops.supervision import Supervised
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class PerformanceMonitor:
         self.error: str | None = None
         self.computed_at: float | None = None
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread: Supervised | None = None
         metrics.floor.labels(dataset).set(settings.realized_auc_floor)
         metrics.min_labels.labels(dataset).set(settings.outcome_min_labels)
         metrics.errors.labels(dataset).set(0)
@@ -142,15 +143,29 @@ class PerformanceMonitor:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if self._thread is not None:
+                self._thread.beat()
             self.compute()
             self._stop.wait(self.settings.performance_interval_seconds)
 
     def start(self) -> None:
         if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._loop, name="performance-worker", daemon=True)
-            self._thread.start()
+            self._thread = Supervised("performance-worker", self._loop).start()
+
+    @property
+    def restarts(self) -> int:
+        return self._thread.restarts if self._thread is not None else 0
+
+    def problems(self, max_silence_s: float) -> list[str]:
+        """Why the worker is unwell (for /health): not started, dead, restarting or stuck."""
+        if self._thread is None:
+            return []
+        problem = self._thread.problem(max_silence_s)
+        return [problem] if problem else []
 
     def stop(self) -> None:
         self._stop.set()
+        if self._thread is not None:
+            self._thread.stop()
         if self._thread is not None:
             self._thread.join(timeout=10)

@@ -41,8 +41,10 @@ def render(
     scrape_interval: str | None = None,
     evaluation_interval: str | None = None,
     source: Path = COMPOSE_CONFIG,
+    alertmanagers: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """The compose config with each job's targets replaced (jobs absent from `targets` are dropped)."""
+    """The compose config with each job's targets replaced (jobs absent from `targets` are dropped), alerts sent to
+    `alertmanagers` (none: no alerting section, the rules are still evaluated)."""
     config = yaml.safe_load(source.read_text())
     unknown = set(targets) - {job["job_name"] for job in config["scrape_configs"]}
     if unknown:
@@ -53,6 +55,10 @@ def render(
         if job["job_name"] in targets
     ]
     config["rule_files"] = [str(Path(p).resolve()) for p in rule_files]
+    if alertmanagers:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}
+    else:
+        config.pop("alerting", None)
     if scrape_interval:
         config["global"]["scrape_interval"] = scrape_interval
     if evaluation_interval:
@@ -87,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     settings = load_settings(args.env)
     folder = settings.state_dir / "prometheus"
-    config_path = write_config(render(native_targets(settings)), folder / "prometheus.yml")
+    alertmanagers = [f"127.0.0.1:{settings.alertmanager_port}"]
+    config_path = write_config(render(native_targets(settings), alertmanagers=alertmanagers), folder / "prometheus.yml")
     if args.render_only:
         print(config_path)
         return 0

@@ -40,7 +40,19 @@ ENGINE_ROOT = Path("/var/lib/churn-mlops-docker")
 PRIVATE_SOCKET = f"unix://{ENGINE_ROOT}/run/docker.sock"
 TRIALS = 2
 SERVE_OVERRIDE = "tests/compose/serve-without-mongo-grafana.yml"
-PORTS = ("MOTO", "MLFLOW", "PREFECT", "REPORTS", "API", "DRIFT", "PROMETHEUS", "GRAFANA", "MONGO")
+PORTS = (
+    "MOTO",
+    "MLFLOW",
+    "PREFECT",
+    "REPORTS",
+    "API",
+    "DRIFT",
+    "PROMETHEUS",
+    "ALERTMANAGER",
+    "ALERT_RECEIVER",
+    "GRAFANA",
+    "MONGO",
+)
 
 
 def docker_client() -> str:

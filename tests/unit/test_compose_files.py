@@ -44,6 +44,8 @@ EXPECTED_PORTS = {
     "predict-api": "${HOST_PORT_API:-9696}:9696",  # the one port meant for clients
     "drift-service": "127.0.0.1:${HOST_PORT_DRIFT:-8085}:8085",
     "prometheus": "127.0.0.1:${HOST_PORT_PROMETHEUS:-9091}:9091",
+    "alertmanager": "127.0.0.1:${HOST_PORT_ALERTMANAGER:-9093}:9093",
+    "alert-receiver": "127.0.0.1:${HOST_PORT_ALERT_RECEIVER:-9095}:9095",
     "grafana": "127.0.0.1:${HOST_PORT_GRAFANA:-3000}:3000",
     "mongo": "127.0.0.1:${HOST_PORT_MONGO:-27018}:27017",
 }

@@ -26,7 +26,7 @@ def test_compose_config_passes_promtool() -> None:
 def test_rules_pass_promtool() -> None:
     done = promtool("check", "rules", str(native.RULES))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "7 rules found" in done.stdout
+    assert "15 rules found" in done.stdout
 
 
 def test_native_render_passes_promtool_and_scrapes_loopback(tmp_path: Path) -> None:

@@ -52,6 +52,8 @@ NATIVE_ONLY: dict[str, str] = {}
 NATIVE_LAUNCHERS = {
     # renders monitoring/prometheus/prometheus.yml with 127.0.0.1 targets, execs Debian's prometheus
     "python -m monitoring.prometheus.native": "prometheus",
+    # renders monitoring/alerting/alertmanager.yml with the receiver on loopback, execs Debian's alertmanager
+    "python -m monitoring.alerting.native": "alertmanager",
     # renders reporting/nginx/reports.conf.template in a non-root main config, execs Debian's nginx
     "python -m reporting.nginx_native": "nginx",
 }

@@ -1,0 +1,69 @@
+"""`make quarantine`: what the stores refused for its content, and a way to write it once the cause is fixed.
+
+    python -m mlops.quarantine list                   # per store: entries held, by reason
+    python -m mlops.quarantine show [--limit 20]      # the entries themselves (JSON lines, as kept)
+    python -m mlops.quarantine replay                 # write what the store now takes; keep the rest
+
+Entries land here when a store raised on them for what they hold (see mlops.stores.quarantine): they are kept, never
+dropped, and counted in `/health`'s problems and the metric `prediction_log_quarantined_entries`. Exit 0; 2 when the
+store is down (nothing is lost: the files stay).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from mlops.settings import ConfigurationError, load_settings
+from mlops.stores.base import StoreUnavailable
+from mlops.stores.quarantine import Quarantine, quarantine_dir
+
+STORES = ("prediction-log",)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m mlops.quarantine", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("action", choices=["list", "show", "replay"], nargs="?", default="list")
+    parser.add_argument("--env", choices=["local", "cloud"], default=None, help="settings file .env.<env>")
+    parser.add_argument("--store", choices=STORES, default=STORES[0])
+    parser.add_argument("--limit", type=int, default=20, help="show: at most this many entries (default 20)")
+    args = parser.parse_args(argv)
+    try:
+        settings = load_settings(args.env)
+    except ConfigurationError as error:
+        print(f"quarantine: error: {error}", file=sys.stderr)
+        return 2
+    quarantine = Quarantine(quarantine_dir(settings.state_dir, args.store))
+    if args.action == "list":
+        print(f"{args.store}: {quarantine.count()} quarantined entr{'y' if quarantine.count() == 1 else 'ies'} "
+              f"in {quarantine.directory}")  # fmt: skip
+        for reason, count in sorted(quarantine.reasons().items(), key=lambda item: -item[1]):
+            print(f"  {count:>8}  {reason}")
+        return 0
+    if args.action == "show":
+        for i, line in enumerate(quarantine.entries()):
+            if i >= args.limit:
+                print(f"... (--limit {args.limit}; {quarantine.count()} in all)")
+                break
+            print(json.dumps(line))
+        return 0
+    from mlops.stores.prediction_log import open_store
+
+    store = open_store(settings.prediction_log_location)
+    try:
+        written, kept = quarantine.replay(store.write_many)
+    except StoreUnavailable as error:
+        print(f"quarantine: error: {error}; nothing was lost, run again when it is back", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    print(f"{args.store}: {written} written, {kept} still refused (kept in {quarantine.directory})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

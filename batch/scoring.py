@@ -137,7 +137,10 @@ def parse_file(name: str, data: bytes, types: Mapping[str, pa.DataType] | None =
 
 
 def _named(table: pa.Table) -> pa.Table:
-    names = [normalize_name(c) for c in table.column_names]
+    try:
+        names = [normalize_name(c) for c in table.column_names]
+    except UnicodeDecodeError as error:  # Arrow decodes the names only when asked
+        raise DataError(f"the column names are not UTF-8 text ({error.reason} at byte {error.start})") from None
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise DataError(f"column(s) {duplicated} appear twice (names are compared case-insensitively)")
@@ -174,6 +177,8 @@ def _parse_one(name: str, data: bytes, types: Mapping[str, pa.DataType] | None) 
         return parse_file(name, data, types)
     except DataError as error:
         return error
+    except Exception as error:  # whatever the bytes reach in a reader: this file is rejected, the others go on
+        return DataError(f"data file {name} cannot be read: {type(error).__name__}: {error}")
 
 
 def _simple_csv(name: str, data: bytes) -> tuple[bytes, bytes, int] | None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, g
 
-from mlops.contract import RecordError
+from mlops.contract import RecordError, rules
 from mlops.stores.online import OnlineRow, OnlineStore, OnlineStoreUnavailable, open_online_store
 from server.api.errors import ApiError
 from server.api.predict import answer_of
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     from server.api.state import ApiState
 
 log = logging.getLogger(__name__)
-MAX_ID_LENGTH = 128
 
 
 @lru_cache(maxsize=1)
@@ -53,8 +52,12 @@ def customers_blueprint(state: ApiState) -> Blueprint:
 
     def lookup(endpoint: str, customer_id: str) -> OnlineRow:
         service = scorer.model()  # ModelNotLoaded: 503
-        if len(customer_id) > MAX_ID_LENGTH or not customer_id.strip():
-            raise ApiError(400, "invalid customer id", f"must be 1-{MAX_ID_LENGTH} characters", "customer_id")
+        try:
+            customer_id = rules.customer_id(customer_id)  # the one id rule: bounded, storable text
+        except ValueError as error:
+            raise ApiError(400, "invalid customer id", str(error), "customer_id") from None
+        if not customer_id.strip():
+            raise ApiError(400, "invalid customer id", "must not be empty", "customer_id")
         try:
             row = store().get(service.spec.name, customer_id)
         except OnlineStoreUnavailable as error:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlops.contract import FLOAT32_MAX
+from mlops.contract.rules import MAX_ID_CHARS
 from mlops.outcomes import REQUEST_ID_PATTERN
 from mlops.spec import FeatureSpec
 from server.api.v2_tensors import DATATYPES, input_metadata
@@ -37,7 +38,8 @@ def record_schema(spec: FeatureSpec) -> dict[str, Any]:
     if spec.id_column:
         properties[spec.id_column] = {
             "type": ["integer", "string"],
-            "description": "optional client id; not a model input",
+            "maxLength": MAX_ID_CHARS,
+            "description": f"optional client id; not a model input; at most {MAX_ID_CHARS} characters as text",
         }
     return {
         "type": "object",
@@ -57,7 +59,11 @@ def outcome_schema(spec: FeatureSpec) -> dict[str, Any]:
     }
     ways = [{"required": ["request_id"]}]
     if spec.id_column:
-        properties[spec.id_column] = {"type": ["string", "integer"], "description": "the customer's id"}
+        properties[spec.id_column] = {
+            "type": ["string", "integer"],
+            "maxLength": MAX_ID_CHARS,
+            "description": f"the customer's id; at most {MAX_ID_CHARS} characters as text",
+        }
         ways.append({"required": [spec.id_column]})
     return {
         "type": "object",
@@ -81,7 +87,7 @@ def openapi_document(spec: FeatureSpec, max_records: int, max_body_bytes: int) -
         "in": "path",
         "required": True,
         "description": f"the customer's {spec.id_column or 'id'}",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 128},
+        "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS},
     }
 
     return {

@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from batch.runner import run_batch
+from batch.testing import tiny_bundle, write_account_files
+from mlops.contract import DataError
 from mlops.contract.rules import MAX_ID_CHARS
 from mlops.contract.text import TextError, find_bad_text, loads_text, text_problem
 from mlops.model_service import ModelService
+from mlops.outcomes import read_outcomes_file
 from mlops.settings import load_settings
 from mlops.stores.base import StoreUnavailable
 from mlops.stores.prediction_log import PredictionLog, SQLiteStore, make_entry
@@ -276,3 +283,42 @@ def test_a_silent_or_dead_thread_is_a_problem() -> None:
     time.sleep(0.1)
     assert "restarted" in str(failing.problem()) and failing.restarts >= 2
     failing.stop()
+
+
+# ---------------------------------------------------------------------------------------------- files
+FILE_BYTES = st.one_of(
+    st.binary(max_size=400),
+    st.text(max_size=300).map(str.encode),
+    st.lists(st.text(max_size=12), min_size=1, max_size=6).map(lambda cells: (",".join(cells) + "\n").encode() * 3),
+    st.binary(max_size=200).map(lambda b: b"PAR1" + b + b"PAR1"),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=FILE_BYTES, suffix=st.sampled_from([".csv", ".parquet"]))
+def test_any_bytes_as_an_outcome_file_are_outcomes_or_a_named_error(data: bytes, suffix: str) -> None:
+    spec = tiny_service().spec
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"outcomes{suffix}"
+        path.write_bytes(data)
+        try:
+            read_outcomes_file(str(path), spec)
+        except DataError as error:
+            assert str(error)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(bad=st.lists(st.tuples(FILE_BYTES, st.sampled_from([".csv", ".parquet"])), min_size=1, max_size=4))
+def test_any_bytes_as_batch_files_are_rejected_by_name_and_the_good_file_is_scored(
+    bad: list[tuple[bytes, str]],
+) -> None:
+    bundle = tiny_bundle()
+    with tempfile.TemporaryDirectory() as folder:
+        inputs, out = Path(folder) / "in", Path(folder) / "out"
+        write_account_files(inputs, 1, 5)
+        for i, (data, suffix) in enumerate(bad):
+            (inputs / f"poison-{i}{suffix}").write_bytes(data)
+        summary = run_batch(str(inputs), str(out), bundle, workers=1)
+        assert summary.scored + summary.rejected == len(bad) + 1
+        assert summary.scored >= 1  # the good file, whatever is beside it
+        assert all(r["reason"] for r in summary.rejects)

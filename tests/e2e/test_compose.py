@@ -408,6 +408,20 @@ def test_compose_platform_builds_runs_serves_switches_and_resets(stack: Stack) -
         "drift-service": "up",
     }, targets
 
+    # --- alerting: Prometheus sends to the Alertmanager container, which routes to the receiver container -----------
+    managers = requests.get(stack.url("PROMETHEUS", "/api/v1/alertmanagers"), timeout=10).json()["data"]
+    assert [m["url"] for m in managers["activeAlertmanagers"]] == ["http://alertmanager:9093/api/v2/alerts"], managers
+    test_alert = [{"labels": {"alertname": "ComposeAlertPath", "severity": "info"}, "annotations": {"summary": "e2e"}}]
+    assert requests.post(stack.url("ALERTMANAGER", "/api/v2/alerts"), json=test_alert, timeout=10).ok
+    wait_until(
+        lambda: any(
+            a["alertname"] == "ComposeAlertPath"
+            for a in requests.get(stack.url("ALERT_RECEIVER", "/alerts"), timeout=10).json()["alerts"]
+        ),
+        60,
+        lambda: "the test alert at the receiver; receiver log:\n" + stack.logs("churn-mlops-serve", "alert-receiver"),
+    )
+
     # --- an HTML report, served by the nginx container -------------------------------------------------------------
     stack.make("apply-prediction-reporting")
     stack.make("report")

@@ -22,7 +22,7 @@ from mlops.contract import DataError
 from mlops.outcomes import read_outcomes_file
 from mlops.settings import ConfigurationError, load_settings
 from mlops.spec import FeatureSpec, SpecError
-from mlops.stores.outcomes import IngestReport, open_outcome_store
+from mlops.stores.outcomes import IngestReport, ingest_isolating, open_outcome_store
 from mlops.stores.prediction_log import StoreUnavailable
 
 CHUNK = 5000
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for start in range(0, len(outcomes), max(1, args.chunk)):
                 chunk = outcomes[start : start + args.chunk]
                 try:
-                    total.merge(store.ingest(chunk))
+                    total.merge(ingest_isolating(store, chunk, settings))
                 except StoreUnavailable as error:
                     print(
                         f"ingest_outcomes: error: {error}; {start} of {len(outcomes)} outcomes of {path} stored "

@@ -13,6 +13,7 @@ batch deployment process also runs it every MATERIALIZE_INTERVAL_HOURS (flow `ma
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
 import time
@@ -26,6 +27,9 @@ from mlops.feature_store import FeatureStore
 from mlops.settings import ConfigurationError, Settings, load_settings
 from mlops.spec import FeatureSpec, SpecError
 from mlops.stores.online import OnlineStoreUnavailable, open_online_store
+from mlops.stores.quarantine import Quarantine, keep_refused, quarantine_dir, write_isolating
+
+log = logging.getLogger(__name__)
 
 
 def feature_rows(frame: pd.DataFrame, spec: FeatureSpec) -> list[tuple[str, dict[str, Any]]]:
@@ -58,8 +62,20 @@ def materialize(settings: Settings, spec: FeatureSpec, data_hash: str | None = N
     snapshot = offline.resolve(spec.name, data_hash)
     rows = feature_rows(offline.get_frame(snapshot, "train.parquet"), spec)
     store = open_online_store(settings)
+    changed = 0
+
+    def write(part: list[dict[str, Any]]) -> None:
+        nonlocal changed
+        changed += store.write(spec.name, [(e["customer_id"], e["features"]) for e in part], snapshot.data_hash)
+
     try:
-        changed = store.write(spec.name, rows, snapshot.data_hash)
+        # a row the store refuses for its content is quarantined (STATE_DIR/quarantine/online); the rest is written
+        entries = [{"customer_id": i, "features": f, "dataset": spec.name, "snapshot": snapshot.data_hash}
+                   for i, f in rows]  # fmt: skip
+        refused, unwritten = write_isolating(write, entries)
+        if unwritten:
+            raise OnlineStoreUnavailable(f"the online store went down with {len(unwritten)} row(s) not written")
+        keep_refused(Quarantine(quarantine_dir(settings.state_dir, "online")), refused, log, "online row(s)")
     finally:
         store.close()
     return {
@@ -68,6 +84,7 @@ def materialize(settings: Settings, spec: FeatureSpec, data_hash: str | None = N
         "source": snapshot.uri("train.parquet"),
         "rows": len(rows),
         "changed": changed,
+        "refused": len(refused),
         "online_store": settings.online_store_location,
         "seconds": round(time.perf_counter() - started, 2),
     }

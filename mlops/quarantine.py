@@ -14,13 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from mlops.settings import ConfigurationError, load_settings
 from mlops.stores.base import StoreUnavailable
 from mlops.stores.quarantine import Quarantine, quarantine_dir
 
-STORES = ("prediction-log",)
+STORES = ("prediction-log", "outcomes", "online")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,18 +52,49 @@ def main(argv: Sequence[str] | None = None) -> int:
                 break
             print(json.dumps(line))
         return 0
-    from mlops.stores.prediction_log import open_store
-
-    store = open_store(settings.prediction_log_location)
+    write, close = _writer(args.store, settings)
     try:
-        written, kept = quarantine.replay(store.write_many)
+        written, kept = quarantine.replay(write)
     except StoreUnavailable as error:
         print(f"quarantine: error: {error}; nothing was lost, run again when it is back", file=sys.stderr)
         return 2
     finally:
-        store.close()
+        close()
     print(f"{args.store}: {written} written, {kept} still refused (kept in {quarantine.directory})")
     return 0
+
+
+def _writer(store: str, settings: Any) -> tuple[Callable[[list[dict[str, Any]]], None], Callable[[], None]]:
+    """How to write one kind of quarantined entry back, and how to close what that opened."""
+    if store == "outcomes":
+        from datetime import datetime
+
+        from mlops.outcomes import Outcome
+        from mlops.stores.outcomes import open_outcome_store
+
+        outcomes = open_outcome_store(settings)
+
+        def ingest(entries: list[dict[str, Any]]) -> None:
+            outcomes.ingest([
+                Outcome(e["request_id"], e["customer_id"], e["label"], datetime.fromisoformat(e["observed_at"]))
+                for e in entries
+            ])  # fmt: skip
+
+        return ingest, outcomes.close
+    if store == "online":
+        from mlops.stores.online import open_online_store
+
+        online = open_online_store(settings)
+
+        def put(entries: list[dict[str, Any]]) -> None:
+            for e in entries:
+                online.write(e["dataset"], [(e["customer_id"], e["features"])], e["snapshot"])
+
+        return put, online.close
+    from mlops.stores.prediction_log import open_store
+
+    predictions = open_store(settings.prediction_log_location)
+    return predictions.write_many, predictions.close
 
 
 if __name__ == "__main__":

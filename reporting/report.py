@@ -85,6 +85,7 @@ def time_of_report(filename: str) -> datetime | None:
 
 def entries_to_frame(entries: Sequence[Mapping[str, Any]], spec: FeatureSpec) -> pd.DataFrame:
     """Prediction-log entries (input dict + prediction + model_run_id) -> features, `prediction`, `model_run_id`."""
+    entries = [e for e in entries if isinstance(e.get("input"), Mapping)]  # a malformed row never stops a report
     inputs = pd.DataFrame.from_records([dict(e["input"]) for e in entries]) if entries else pd.DataFrame()
     for column in spec.feature_columns:
         if column not in inputs.columns:

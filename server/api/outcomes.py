@@ -19,7 +19,7 @@ from mlops.contract import RecordError
 from mlops.outcomes import contract_for
 from mlops.spec import FeatureSpec
 from mlops.stores.base import StoreUnavailable
-from mlops.stores.outcomes import OutcomeStore, open_outcome_store
+from mlops.stores.outcomes import OutcomeStore, ingest_isolating, open_outcome_store
 from server.api.body import parse_records, read_body
 from server.api.errors import ApiError
 
@@ -67,7 +67,7 @@ def outcomes_blueprint(state: ApiState) -> Blueprint:
         except RecordError as error:
             raise ApiError(422, "invalid outcome", error.reason, error.field, error.index) from None
         try:
-            report = store().ingest(parsed)
+            report = ingest_isolating(store(), parsed, state.settings)
         except StoreUnavailable as error:
             log.warning("outcomes not stored: %s", error)
             raise ApiError(503, "outcome store unavailable", f"{error}; nothing was stored, send again") from None
@@ -77,6 +77,7 @@ def outcomes_blueprint(state: ApiState) -> Blueprint:
             ("unknown", report.unknown),
             ("ambiguous", report.ambiguous),
             ("conflict", report.conflicts),
+            ("refused", report.refused),
         ):
             if count:
                 metrics.labels(status=status).inc(count)

@@ -7,12 +7,15 @@ The real-server proofs (gunicorn + SQLite, moto's Kinesis) are tests/integration
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,9 +27,11 @@ from mlops.contract import DataError
 from mlops.contract.rules import MAX_ID_CHARS
 from mlops.contract.text import TextError, find_bad_text, loads_text, text_problem
 from mlops.model_service import ModelService
-from mlops.outcomes import read_outcomes_file
+from mlops.outcomes import Outcome, read_outcomes_file
+from mlops.quarantine import main as quarantine_main
 from mlops.settings import load_settings
 from mlops.stores.base import StoreUnavailable
+from mlops.stores.outcomes import IngestReport, ingest_isolating
 from mlops.stores.prediction_log import PredictionLog, SQLiteStore, make_entry
 from mlops.stores.quarantine import Quarantine, write_isolating
 from mlops.supervision import Supervised
@@ -322,3 +327,45 @@ def test_any_bytes_as_batch_files_are_rejected_by_name_and_the_good_file_is_scor
         assert summary.scored + summary.rejected == len(bad) + 1
         assert summary.scored >= 1  # the good file, whatever is beside it
         assert all(r["reason"] for r in summary.rejects)
+
+
+def test_an_outcome_the_store_refuses_is_quarantined_and_the_rest_ingested(tmp_path: Path) -> None:
+    settings = load_settings("local", state_dir=tmp_path)
+
+    class PickyOutcomes:
+        def __init__(self) -> None:
+            self.kept: list[Outcome] = []
+
+        def ingest(self, outcomes: list[Outcome]) -> IngestReport:
+            if any(o.customer_id == "bad" for o in outcomes):
+                raise sqlite3.InterfaceError("Error binding parameter")
+            report = IngestReport()
+            for outcome in outcomes:
+                self.kept.append(outcome)
+                report.count("unknown", outcome)
+            return report
+
+    store = PickyOutcomes()
+    now = datetime.now(UTC)
+    outcomes = [Outcome(None, cid, 1, now) for cid in ["1", "2", "bad", "3"]]
+    report = ingest_isolating(store, outcomes, settings)  # type: ignore[arg-type]
+    assert (report.received, report.unknown, report.refused) == (4, 3, 1)
+    assert [o.customer_id for o in store.kept] == ["1", "2", "3"]
+    (kept,) = list(Quarantine(tmp_path / "quarantine" / "outcomes").entries())
+    assert kept["entry"]["customer_id"] == "bad" and "InterfaceError" in kept["reason"]
+    # the command writes it back once the store takes it (the real SQLite outcome store of these settings)
+    with patch.dict(os.environ, {"STATE_DIR": str(tmp_path)}):
+        assert quarantine_main(["replay", "--store", "outcomes"]) == 0
+    assert Quarantine(tmp_path / "quarantine" / "outcomes").count() == 0
+    database = settings.prediction_log_location.removeprefix("sqlite:///")
+    with sqlite3.connect(database) as connection:  # it is in the store now
+        assert connection.execute("SELECT count(*) FROM outcomes WHERE customer_id = 'bad'").fetchone() == (1,)
+
+
+def test_an_unreadable_log_row_is_skipped_by_readers_not_fatal(tmp_path: Path) -> None:
+    store = SQLiteStore(f"sqlite:///{tmp_path / 'log.sqlite'}")
+    store.write_many(entries(["a", "b"]))
+    with sqlite3.connect(store.path) as connection:
+        connection.execute("UPDATE predictions SET input = 'not json' WHERE request_id = 'a'")
+    rows = store.read(datetime(2000, 1, 1, tzinfo=UTC), None, None)
+    assert [r["request_id"] for r in rows] == ["b"]

@@ -17,13 +17,20 @@ Settlements copy what the metrics need (model run id, probability, label), so a 
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+from collections.abc import Sequence
 from typing import Any
 
+from mlops.outcomes import Outcome
 from mlops.settings import Settings
 from mlops.stores.base import StoreUnavailable
 from mlops.stores.outcomes.mongo import MongoOutcomeStore
 from mlops.stores.outcomes.report import Candidate, IngestReport, OutcomeStore, choose
 from mlops.stores.outcomes.sqlite import SQLiteOutcomeStore
+from mlops.stores.quarantine import Quarantine, keep_refused, quarantine_dir, write_isolating
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Candidate",
@@ -32,6 +39,7 @@ __all__ = [
     "OutcomeStore",
     "SQLiteOutcomeStore",
     "choose",
+    "ingest_isolating",
     "open_outcome_store",
 ]
 
@@ -44,3 +52,36 @@ def open_outcome_store(settings: Settings, **options: Any) -> OutcomeStore:
     if uri.startswith(("mongodb://", "mongodb+srv://")):
         return MongoOutcomeStore(uri, **options)
     raise StoreUnavailable(f"PREDICTION_LOG_URI={uri!r}: expected sqlite:///path or mongodb://host:port/database")
+
+
+def ingest_isolating(store: OutcomeStore, outcomes: Sequence[Outcome], settings: Settings) -> IngestReport:
+    """`store.ingest`, where outcomes the store refuses for their content (not an outage: StoreUnavailable is
+    raised) are bisected out and quarantined under STATE_DIR/quarantine/outcomes, counted as `refused`, while the
+    rest is ingested. Ingesting an outcome twice counts it once, so retrying a half is safe."""
+    by_position = list(outcomes)
+    try:
+        return store.ingest(by_position)  # the usual case, one call; an outage (StoreUnavailable) is raised as is
+    except StoreUnavailable:
+        raise
+    except Exception:
+        log.warning("the outcome store refused a batch of %d outcome(s); isolating the refused", len(by_position))
+    report = IngestReport()
+
+    def ingest(part: list[dict[str, Any]]) -> None:
+        report.merge(store.ingest([by_position[entry["position"]] for entry in part]))
+
+    entries = [{"position": i, **_as_dict(o)} for i, o in enumerate(by_position)]
+    refused, unwritten = write_isolating(ingest, entries)
+    if unwritten:
+        raise StoreUnavailable(
+            f"the outcome store (PREDICTION_LOG_URI) went down with {len(unwritten)} outcome(s) not stored"
+        )
+    if refused:
+        keep_refused(Quarantine(quarantine_dir(settings.state_dir, "outcomes")), refused, log, "outcome(s)")
+        report.refused += len(refused)
+        report.received += len(refused)
+    return report
+
+
+def _as_dict(outcome: Outcome) -> dict[str, Any]:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in dataclasses.asdict(outcome).items()}

@@ -26,6 +26,7 @@ class IngestReport:
     unknown: int = 0
     ambiguous: int = 0
     conflicts: int = 0
+    refused: int = 0  # refused by the store for their content: quarantined (mlops.stores.quarantine)
     unknown_keys: list[str] = field(default_factory=list)
     ambiguous_keys: list[str] = field(default_factory=list)
 
@@ -47,7 +48,7 @@ class IngestReport:
                 self.ambiguous_keys.append(outcome.key)
 
     def merge(self, other: IngestReport) -> None:
-        for name in ("received", "settled", "duplicates", "unknown", "ambiguous", "conflicts"):
+        for name in ("received", "settled", "duplicates", "unknown", "ambiguous", "conflicts", "refused"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.unknown_keys = (self.unknown_keys + other.unknown_keys)[:MAX_LISTED]
         self.ambiguous_keys = (self.ambiguous_keys + other.ambiguous_keys)[:MAX_LISTED]

@@ -60,8 +60,13 @@ class MongoStore:
         except BulkWriteError as error:
             # already written by an earlier, half-finished attempt: fine; anything else is a real failure
             others = [w for w in error.details.get("writeErrors", []) if w.get("code") != 11000]
-            if others or error.details.get("writeConcernErrors"):
+            if error.details.get("writeConcernErrors"):
                 raise unavailable(WHAT, SETTING, self.uri, error) from error
+            if others:  # the server refused these documents (too large, a bad value): content, not an outage
+                first = others[0]
+                raise ValueError(
+                    f"MongoDB refused {len(others)} document(s): code {first.get('code')}: {first.get('errmsg')}"
+                ) from error
         except self._errors as error:
             raise unavailable(WHAT, SETTING, self.uri, error) from error
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -14,6 +15,9 @@ from mlops.stores.prediction_log.entry import PREDICTIONS, SUMMARIES
 from mlops.stores.sqlite_file import SQLiteFile, in_transaction
 
 WHAT, SETTING = "prediction store", "PREDICTION_LOG_URI"
+
+
+log = logging.getLogger(__name__)
 
 
 def create_schema(connection: sqlite3.Connection) -> None:
@@ -88,14 +92,21 @@ class SQLiteStore:
 
         def read(connection: sqlite3.Connection) -> list[dict[str, Any]]:
             connection.row_factory = sqlite3.Row
-            return [
-                {
-                    **dict(row),
-                    "timestamp": datetime.fromisoformat(row["timestamp"]),
-                    "input": json.loads(row["input"]),
-                }
-                for row in connection.execute(query, params)
-            ]
+            rows, unreadable = [], 0
+            for row in connection.execute(query, params):
+                try:
+                    decoded = {
+                        **dict(row),
+                        "timestamp": datetime.fromisoformat(row["timestamp"]),
+                        "input": json.loads(row["input"]),
+                    }
+                except (ValueError, TypeError):  # a row written by hand or by a broken tool: skipped, said
+                    unreadable += 1
+                    continue
+                rows.append(decoded)
+            if unreadable:
+                log.warning("prediction log %s: %d unreadable row(s) skipped", self.file.path, unreadable)
+            return rows
 
         return list(reversed(self.file.run(read)))
 

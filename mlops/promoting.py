@@ -41,12 +41,8 @@ def _client(settings: Settings) -> Any:
 
 
 def _version(client: Any, name: str, alias: str) -> Any | None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    """None only when the alias does not exist; MLflow failing is raised (a judgement needs both sides)."""
+    return registry.alias_version(client, name, alias)
 
 
 def _bundle(settings: Settings, run_id: str) -> ModelBundle:

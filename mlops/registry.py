@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import requests
@@ -65,6 +66,27 @@ def experiment_for(settings: Settings, spec: FeatureSpec | None = None) -> str:
     return (spec or FeatureSpec.load(settings.feature_spec)).experiment_name
 
 
+def alias_version(client: Any, name: str, alias: str) -> Any | None:
+    """The model version `alias` names, or None when the model or the alias does not exist. Any other MLflow error
+    (a 503, a timeout, a permission error) is raised: treating it as "no champion" would make every follower switch
+    production to the unvetted challenger during a blip."""
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException as error:
+        if is_absent(error):
+            return None
+        raise
+
+
+def is_absent(error: MlflowException) -> bool:
+    """MLflow's way of saying "no such model / alias" (and nothing else)."""
+    code = getattr(error, "error_code", "")
+    message = str(error)
+    return code == "RESOURCE_DOES_NOT_EXIST" or (
+        code == "INVALID_PARAMETER_VALUE" and "alias" in message and "not found" in message
+    )
+
+
 def resolve_run_id(settings: Settings, client: MlflowClient | None = None) -> tuple[str, str]:
     """Which run to serve: RUN_ID if set, else the alias `champion`, else `challenger` of the spec's registered
     model (never another data set's). Returns (run_id, why)."""
@@ -73,9 +95,8 @@ def resolve_run_id(settings: Settings, client: MlflowClient | None = None) -> tu
     client = client or MlflowClient(settings.mlflow_tracking_uri)
     name = model_name_for(settings)
     for alias in (CHAMPION, CHALLENGER):
-        try:
-            version = client.get_model_version_by_alias(name, alias)
-        except MlflowException:
+        version = alias_version(client, name, alias)  # MLflow down or failing: raised, the current model stays
+        if version is None:
             continue
         if version.run_id:
             return version.run_id, f"alias '{alias}' of {name} (version {version.version})"

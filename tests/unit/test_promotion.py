@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from mlops import registry
 from mlops.promotion import AuditLog, Figures, Gate, decide
 from mlops.settings import load_settings
 from server.registry_follower import RegistryFollower
@@ -94,3 +95,56 @@ def test_the_follower_keeps_serving_when_mlflow_is_down(monkeypatch: Any, caplog
     assert follower.current == "run-a"
     warnings = [r for r in caplog.records if "registry not checked" in r.getMessage()]
     assert len(warnings) == 1 and "MLFLOW_TRACKING_URI" in warnings[0].getMessage()
+
+
+class AliasClient:
+    """get_model_version_by_alias as MLflow's REST client answers it: a version, "not found", or a failure."""
+
+    def __init__(self, answers: dict[str, Any]) -> None:
+        self.answers = answers
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> Any:
+        answer = self.answers[alias]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_only_a_missing_alias_falls_back_to_the_challenger_and_an_mlflow_error_is_raised() -> None:
+    from types import SimpleNamespace
+
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
+
+    settings = load_settings("local", run_id=None)
+    challenger = SimpleNamespace(run_id="c" * 32, version="2")
+    missing = MlflowException("Registered model alias champion not found.", error_code=INVALID_PARAMETER_VALUE)
+    client = AliasClient({"champion": missing, "challenger": challenger})
+    assert registry.resolve_run_id(settings, client)[0] == "c" * 32  # type: ignore[arg-type]
+    no_model = MlflowException("Registered Model with name=x not found", error_code=RESOURCE_DOES_NOT_EXIST)
+    assert registry.alias_version(AliasClient({"champion": no_model}), "x", "champion") is None
+    # a 503 (or any other failure) while the champion is asked for: never "no champion", so never the challenger
+    blip = MlflowException("API request failed with error code 503", error_code=TEMPORARILY_UNAVAILABLE)
+    with pytest.raises(MlflowException):
+        registry.resolve_run_id(settings, AliasClient({"champion": blip, "challenger": challenger}))  # type: ignore[arg-type]
+
+
+def test_an_mlflow_503_during_a_follower_poll_keeps_the_served_model(monkeypatch: Any) -> None:
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+
+    blip = MlflowException("API request failed with error code 503", error_code=TEMPORARILY_UNAVAILABLE)
+    challenger = type("V", (), {"run_id": "c" * 32, "version": "2"})()
+    client = AliasClient({"champion": blip, "challenger": challenger})
+    monkeypatch.setattr(registry, "check_mlflow", lambda uri, timeout=2: None)
+    monkeypatch.setattr(registry, "MlflowClient", lambda uri: client)
+    switched: list[str] = []
+    now = [0.0]
+    follower = RegistryFollower(
+        load_settings("local", run_id=None, model_poll_seconds=1), "a" * 32, lambda r, w: switched.append(r),
+        lambda: now[0],
+    )  # fmt: skip
+    now[0] = 5.0
+    assert follower.maybe_check() is False
+    assert switched == [] and follower.current == "a" * 32
+    assert "503" in follower.problems()[0]

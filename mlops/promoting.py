@@ -9,7 +9,11 @@ auto-promotion both call `judge`.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -31,6 +35,43 @@ log = logging.getLogger(__name__)
 
 class PromotionError(RuntimeError):
     """The promotion cannot go ahead (nothing to promote, nothing approved, nothing to roll back to)."""
+
+
+STALE = "stale"
+LOCK_TIMEOUT_S = 120.0
+
+
+@contextmanager
+def promotion_lock(settings: Settings, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """One alias move at a time on this machine (a file lock beside the audit log, which every mover shares)."""
+    path = settings.state_dir / "promotion.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_s
+    with path.open("a") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise PromotionError(f"another promotion holds {path} for over {timeout_s:.0f} s") from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def move_champion(settings: Settings, client: Any, name: str, to_version: str, expected: str | None) -> str | None:
+    """Compare and set: point `champion` at `to_version` only if it still names `expected` (None: no champion).
+    Returns None when moved, else the version it names now (the caller's decision is stale)."""
+    with promotion_lock(settings):
+        current = _version(client, name, registry.CHAMPION)
+        now = str(current.version) if current is not None else None
+        if now != (str(expected) if expected is not None else None):
+            return now or "(none)"
+        client.set_registered_model_alias(name, registry.CHAMPION, str(to_version))
+    return None
 
 
 def _client(settings: Settings) -> Any:
@@ -112,8 +153,11 @@ def _record(client: Any, settings: Settings, name: str, decision: Decision) -> N
     )
 
 
-def judge(settings: Settings, allow_spec_change: bool = False) -> Decision:
-    """Score both models on the same rows, apply the gate, move `champion` (or wait for approval), record it."""
+def judge(settings: Settings, allow_spec_change: bool = False, _rejudged: bool = False) -> Decision:
+    """Score both models on the same rows, apply the gate, move `champion` (or wait for approval), record it.
+
+    The move is a compare and set (`move_champion`): if another promotion moved `champion` meanwhile, the decision
+    is recorded as stale and judged once more against the new champion."""
     client = _client(settings)
     name = registry.model_name_for(settings)
     challenger = _version(client, name, registry.CHALLENGER)
@@ -160,10 +204,22 @@ def judge(settings: Settings, allow_spec_change: bool = False) -> Decision:
     elif settings.promotion_approval == "manual":
         decision.action = "pending approval"
     else:
-        client.set_registered_model_alias(name, registry.CHAMPION, challenger.version)
-        decision.action = "promoted"
-        decision.at = utc_now_iso()
+        moved = move_champion(settings, client, name, challenger.version, champion.version if champion else None)
+        if moved is None:
+            decision.action = "promoted"
+            decision.at = utc_now_iso()
+        else:  # another promotion moved it while we judged: this decision is about a champion that is gone
+            decision.action = STALE
+            decision.reasons = [
+                *decision.reasons,
+                f"champion moved to version {moved} while this was judged: not promoted; judge again",
+            ]
     _record(client, settings, name, decision)
+    if decision.action == STALE and not _rejudged:
+        try:
+            return judge(settings, allow_spec_change, _rejudged=True)
+        except PromotionError as error:  # e.g. the same challenger is the champion now
+            log.info("stale decision not re-judged: %s", error)
     return decision
 
 
@@ -178,8 +234,14 @@ def approve(settings: Settings, version: str) -> dict[str, Any]:
         raise PromotionError(
             f"{name} version {version} is not waiting for approval ({state}): run `make promote` first"
         )
+    judged_against = (latest.get("champion") or {}).get("version")
     previous = _version(client, name, registry.CHAMPION)
-    client.set_registered_model_alias(name, registry.CHAMPION, str(version))
+    moved = move_champion(settings, client, name, str(version), judged_against)
+    if moved is not None:
+        raise PromotionError(
+            f"{name} version {version} was judged against champion {judged_against or '(none)'}, but the champion "
+            f"is version {moved} now: the decision is stale; run `make promote` again"
+        )
     record = {
         "model": name,
         "action": "approved",
@@ -209,7 +271,9 @@ def rollback(settings: Settings) -> dict[str, Any]:
     if last is None or not last.get("champion"):
         raise PromotionError(f"{name} version {current.version} replaced no earlier champion: nothing to roll back to")
     target = last["champion"]
-    client.set_registered_model_alias(name, registry.CHAMPION, target["version"])
+    moved = move_champion(settings, client, name, target["version"], current.version)
+    if moved is not None:
+        raise PromotionError(f"{name}: champion moved to version {moved} meanwhile; nothing rolled back, try again")
     record = {
         "model": name,
         "action": "rolled back",

@@ -63,7 +63,7 @@ class Decision:
     champion: dict[str, Any] | None
     gate: dict[str, Any]
     approval: str = "auto"  # auto | manual
-    action: str = ""  # promoted | pending approval | refused | approved | rolled back
+    action: str = ""  # promoted | pending approval | refused | stale | approved | rolled back
     at: str = field(default_factory=utc_now_iso)
 
     def as_dict(self) -> dict[str, Any]:

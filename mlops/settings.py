@@ -122,6 +122,14 @@ class Settings(BaseSettings):
     api_key: str | None = Field(
         default=None, description="x-api-key every call must carry (required with env=cloud); empty = open"
     )
+    api_keys: str | None = Field(
+        default=None,
+        description="scoped keys, comma-separated key:scope+scope (scopes predict, outcomes, admin), e.g. "
+        "k1:predict,k2:predict+outcomes,k3:admin; API_KEY holds all three",
+    )
+    auth_failure_limit: str = Field(
+        default="10/minute", description="failed authentications allowed per client address before 429"
+    )
     rate_limit: str | None = Field(default=None, description="per API key, e.g. 600/minute; empty = none")
     rate_limit_storage_uri: str = Field(
         default="memory://",
@@ -207,6 +215,7 @@ class Settings(BaseSettings):
         "aws_endpoint_url",
         "run_id",
         "api_key",
+        "api_keys",
         "rate_limit",
         "prediction_log_uri",
         "online_store_uri",

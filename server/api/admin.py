@@ -29,7 +29,10 @@ def admin_blueprint(state: ApiState, access: AccessPolicy, reread_settings: Call
     def admin_reload() -> tuple[dict[str, Any], int]:
         if not access.admin_allowed():
             raise ApiError(
-                403, "admin disabled", "set API_KEY to enable /admin/reload (it is only served behind a key)"
+                403,
+                "admin disabled",
+                "set API_KEY (or an API_KEYS key with the admin scope) to enable /admin/reload: it is only served "
+                "behind a key",
             )
         try:
             answer = state.reload(reread_settings())

@@ -59,6 +59,8 @@ def install_error_handlers(app: Flask, state: ApiState, max_body_bytes: int) -> 
     @app.errorhandler(AccessDenied)
     def access_denied(error: AccessDenied) -> tuple[dict[str, Any], int, dict[str, str]]:
         headers = {"WWW-Authenticate": 'ApiKey header="x-api-key"'} if error.status == 401 else {}
+        if error.status == 429:
+            headers["Retry-After"] = "60"
         return {"error": error.error, "field": "x-api-key", "reason": error.reason}, error.status, headers
 
     @app.errorhandler(RequestEntityTooLarge)

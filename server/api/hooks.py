@@ -36,7 +36,8 @@ def install_hooks(app: Flask, settings: Settings, access: AccessPolicy) -> None:
         given = environ.get(REQUEST_ID_ENVIRON, "")
         ours.request_id_sent = bool(given)  # a V2 request's own id counts only when no header came
         ours.request_id = given if SANE_REQUEST_ID.match(given) else new_id()
-        access.check(request.path, environ.get(API_KEY_ENVIRON))  # before the limiter: refused keys cost nothing
+        # before the limiter and the body: a refused key costs nothing; failures are limited per address
+        access.check(request.path, environ.get(API_KEY_ENVIRON), request.remote_addr or "unknown")
 
     install_rate_limit(app, settings)  # its before_request runs after `start`
 

@@ -28,6 +28,10 @@ def api_metrics() -> Any:
             "Predicted churn chance of every record answered",
             buckets=(0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0),
         )
+        auth_failures = Counter(
+            "predict_api_auth_failures", "Refused authentications, by reason (missing, invalid, scope, limited)",
+            ["reason"],
+        )  # fmt: skip
         records = Counter("predict_api_predicted_records_total", "Records scored (a batch counts each record)")
         model_info = Gauge(
             "predict_api_model_info",

@@ -145,3 +145,44 @@ def test_outcomes_with_the_store_down_is_a_503_naming_the_setting(apps: Any, tmp
     answer = client.post("/outcomes", json={"request_id": "r", "label": "Existing Customer"})
     assert answer.status_code == 503
     assert "PREDICTION_LOG_URI" in answer.get_json()["reason"]
+
+
+def test_scoped_keys_refuse_a_path_outside_their_scope_naming_it() -> None:
+    policy = AccessPolicy(_settings(api_keys="client-key:predict, ops-key:admin+outcomes"))
+    policy.check("/predict", "client-key")
+    policy.check("/v2/models/churn-model/infer", "client-key")
+    for path, scope in (("/admin/reload", "admin"), ("/outcomes", "outcomes")):
+        with pytest.raises(AccessDenied) as denied:
+            policy.check(path, "client-key")
+        assert denied.value.status == 403 and f"'{scope}' scope" in denied.value.reason
+    policy.check("/admin/reload", "ops-key")
+    policy.check("/outcomes", "ops-key")
+    with pytest.raises(AccessDenied):
+        policy.check("/predict", "ops-key")
+    assert policy.admin_allowed()
+    assert not AccessPolicy(_settings(api_keys="client-key:predict")).admin_allowed()
+
+
+@pytest.mark.parametrize("entry", ["nokey", ":predict", "k:", "k:predict+root"])
+def test_a_malformed_api_keys_entry_is_refused_without_echoing_the_key(entry: str) -> None:
+    with pytest.raises(ConfigurationError, match="API_KEYS entry 1") as refused:
+        AccessPolicy(_settings(api_keys=entry))
+    assert "nokey" not in str(refused.value)
+
+
+def test_wrong_keys_from_one_address_end_in_429_and_are_counted(apps: Any) -> None:
+    from prometheus_client import REGISTRY
+
+    app = apps(_settings(api_key="right-key", auth_failure_limit="10/minute"), sinks=[CountingSink()])
+    client = app.test_client()
+    before = REGISTRY.get_sample_value("predict_api_auth_failures_total", {"reason": "limited"}) or 0
+    statuses = [client.post("/predict", json={}, headers={"x-api-key": f"guess-{i}"}).status_code for i in range(30)]
+    assert statuses[:10] == [403] * 10 and set(statuses[10:]) == {429}
+    limited = client.post("/predict", json={}, headers={"x-api-key": "right-key"})
+    assert limited.status_code == 429 and limited.headers["Retry-After"]  # even the right key, until the window passes
+    assert REGISTRY.get_sample_value("predict_api_auth_failures_total", {"reason": "limited"}) - before == 21
+    other = app.test_client()
+    answer = other.post(
+        "/predict", json={}, headers={"x-api-key": "right-key"}, environ_base={"REMOTE_ADDR": "10.0.0.9"}
+    )
+    assert answer.status_code != 429  # another address is not limited by this one's failures

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -148,3 +150,42 @@ def test_an_mlflow_503_during_a_follower_poll_keeps_the_served_model(monkeypatch
     assert follower.maybe_check() is False
     assert switched == [] and follower.current == "a" * 32
     assert "503" in follower.problems()[0]
+
+
+class RacyRegistry:
+    """An alias store whose reads are slow, so two unguarded movers would both see the old champion."""
+
+    def __init__(self, champion: str) -> None:
+        self.champion = champion
+        self.moves: list[str] = []
+
+    def get_model_version_by_alias(self, name: str, alias: str) -> Any:
+        seen = self.champion
+        time.sleep(0.05)
+        return type("V", (), {"version": seen, "run_id": "r" + seen})()
+
+    def set_registered_model_alias(self, name: str, alias: str, version: str) -> None:
+        self.champion = version
+        self.moves.append(version)
+
+
+def test_two_concurrent_promotions_move_champion_once_and_the_other_is_stale(tmp_path: Path) -> None:
+    from mlops.promoting import move_champion
+
+    settings = load_settings("local", state_dir=tmp_path)
+    client = RacyRegistry("1")
+    answers: dict[str, str | None] = {}
+
+    def promote(to_version: str) -> None:
+        answers[to_version] = move_champion(settings, client, "churn-model", to_version, expected="1")
+
+    threads = [threading.Thread(target=promote, args=(v,)) for v in ("2", "3")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(client.moves) == 1, client.moves  # compare and set: exactly one moved it
+    winner = client.moves[0]
+    loser = "3" if winner == "2" else "2"
+    assert answers[winner] is None and answers[loser] == winner  # the other learns who is champion now
+    assert move_champion(settings, client, "churn-model", "4", expected=None) == winner  # no champion expected

@@ -14,7 +14,7 @@ from prefect.cache_policies import NONE
 
 from batch.runner import BatchSummary, run_batch
 from mlops.model import ModelBundle
-from mlops.settings import Settings, load_settings
+from mlops.settings import Settings, load_flow_settings
 
 FLOW_NAME = "daily_batch_predictions"
 
@@ -91,7 +91,7 @@ def daily_batch_predictions(
 
     Returns the summary's counts; `settings_overrides` (field -> value) win over the environment (tests).
     """
-    settings = load_settings(env, **(settings_overrides or {}))
+    settings = load_flow_settings(env, settings_overrides)
     default_input, default_output = default_locations(settings)
     bundle = load_served_model(settings)
     if all_customers:

@@ -7,6 +7,7 @@ environment: everything else receives a `Settings` instance.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +35,12 @@ FLOW_OVERRIDE_FIELDS = (
     "run_id",
     "train_threads",
     "seed",
+)
+# what a flow's `settings_overrides` parameter may change: where its services and state are, and a few knobs of the
+# run itself. Anything else (the promotion gate, approval, keys) comes from the flow's own environment, so whoever
+# can start a flow run cannot also loosen the gate it goes through.
+FLOW_OVERRIDES_ALLOWED = frozenset(
+    (*FLOW_OVERRIDE_FIELDS, "model_name", "mlflow_experiment", "batch_input_uri", "batch_output_uri")
 )
 
 
@@ -315,3 +322,15 @@ def load_settings(env: str | None = None, **overrides: object) -> Settings:
         raise
     except ValueError as error:  # pydantic.ValidationError is a ValueError
         raise ConfigurationError(f"invalid settings (from environment or {env_file.name}): {error}") from error
+
+
+def load_flow_settings(env: str | None, overrides: Mapping[str, Any] | None) -> Settings:
+    """`load_settings` for a flow run: its `settings_overrides` parameter limited to FLOW_OVERRIDES_ALLOWED."""
+    given = dict(overrides or {})
+    refused = sorted(set(given) - FLOW_OVERRIDES_ALLOWED)
+    if refused:
+        raise ConfigurationError(
+            f"settings_overrides may not set {', '.join(refused)}: a flow parameter may only change "
+            f"{', '.join(sorted(FLOW_OVERRIDES_ALLOWED))}; set the others in the flow's environment"
+        )
+    return load_settings(env, **given)

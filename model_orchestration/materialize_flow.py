@@ -12,7 +12,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
 from mlops.materialize import describe, materialize
-from mlops.settings import load_settings
+from mlops.settings import load_flow_settings
 from mlops.spec import FeatureSpec
 
 FLOW_NAME = "materialize_online_store"
@@ -20,7 +20,7 @@ FLOW_NAME = "materialize_online_store"
 
 @task(name="materialize", cache_policy=NONE, retries=2, retry_delay_seconds=10)
 def materialize_task(env: str | None, data_hash: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
-    settings = load_settings(env, **overrides)
+    settings = load_flow_settings(env, overrides)
     return materialize(settings, FeatureSpec.load(settings.feature_spec), data_hash)
 
 

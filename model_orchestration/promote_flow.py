@@ -21,7 +21,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 
 from mlops.promoting import PromotionError, approve, judge, rollback
-from mlops.settings import Settings, load_settings
+from mlops.settings import Settings, load_flow_settings
 from model_orchestration.prefect_process import run_against_prefect
 
 FLOW_NAME = "promote_challenger"
@@ -36,7 +36,7 @@ def promote_challenger(
     settings_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Judge the challenger (default), approve a pending version, or roll back; returns what was done."""
-    settings = load_settings(env, **(settings_overrides or {}))
+    settings = load_flow_settings(env, settings_overrides)
     logger = get_run_logger()
     if do_rollback:
         record = rollback(settings)

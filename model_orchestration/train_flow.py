@@ -31,7 +31,7 @@ from mlops.data import LABEL, DataError, quality_summary
 from mlops.feature_store import FeatureStore, Snapshot
 from mlops.model import MODEL_ARTIFACT, input_example, log_model
 from mlops.promoting import PromotionError, judge
-from mlops.settings import PROJECT_ROOT, Settings, load_settings
+from mlops.settings import PROJECT_ROOT, Settings, load_flow_settings
 from mlops.spec import FeatureSpec, SpecError
 from model_orchestration.prefect_process import run_against_prefect
 from model_orchestration.trial_logging import Trial, TrialLogger
@@ -158,7 +158,7 @@ def model_tuning_and_uploading(
     retraining trigger asks with RETRAIN_AUTO_PROMOTE. `settings_overrides` (field name -> value) win over the
     environment: tests point the flow at their servers.
     """
-    settings = load_settings(env, **(settings_overrides or {}))
+    settings = load_flow_settings(env, settings_overrides)
     outcome = train(
         settings, max_evals=max_evals, data_hash=data_hash, spec_path=spec_path, show_progress=show_progress
     )

@@ -23,7 +23,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
-from mlops.settings import Settings, load_settings
+from mlops.settings import Settings, load_flow_settings
 from mlops.spec import FeatureSpec
 from mlops.stores.prediction_log import open_store
 from monitoring.evidently_service.drift import Reference, prepare_reference
@@ -107,7 +107,7 @@ def create_report(
 ) -> dict[str, Any]:
     """Returns {"status": "written", "summary": {...}, "path": ...} or {"status": "skipped", "reason": ...}."""
     logger = get_run_logger()
-    settings = load_settings(env, **(settings_overrides or {}))
+    settings = load_flow_settings(env, settings_overrides)
     spec = FeatureSpec.load(settings.feature_spec)
     hours = hours or settings.report_window_hours
     until = datetime.now(UTC)

@@ -53,7 +53,17 @@ def observe_predictions(probabilities: np.ndarray) -> None:
         observe(p)
 
 
+_PUBLISHED: list[tuple[str, str]] = []  # the (run id, source) this process last published as served
+
+
 def publish_model(service: ModelService) -> None:
+    """The served model as `predict_api_model_info{run_id, source} 1`; the one it replaced goes to 0, so after a
+    swap the gauge names one model, not both."""
     metrics = api_metrics()
+    labels = (service.run_id, service.source)
+    for previous in _PUBLISHED:
+        if previous != labels:
+            metrics.model_info.labels(run_id=previous[0], source=previous[1]).set(0)
+    _PUBLISHED[:] = [labels]
     metrics.model_info.labels(run_id=service.run_id, source=service.source).set(1)
     metrics.model_loaded.set(1)

@@ -326,3 +326,16 @@ def test_accept_unknown_fields_ignores_them_instead_of_refusing(service: ModelSe
         service.check(with_(shoe_size=42))
     settings = load_settings("local", accept_unknown_fields=True)
     assert settings.accept_unknown_fields is True
+
+
+def test_after_a_swap_model_info_names_only_the_served_run() -> None:
+    from prometheus_client import REGISTRY
+
+    from server.api.metrics import publish_model
+
+    first, second = tiny_service("run-first"), tiny_service("run-second")
+    publish_model(first)
+    publish_model(second)
+    value = REGISTRY.get_sample_value
+    assert value("predict_api_model_info", {"run_id": "run-first", "source": first.source}) == 0
+    assert value("predict_api_model_info", {"run_id": "run-second", "source": second.source}) == 1

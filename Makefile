@@ -40,7 +40,9 @@ SERVE_FILES ?= docker-compose-serve.yml
 REGISTRY_PROJECT := churn-mlops-registry
 SERVE_PROJECT := churn-mlops-serve
 REGISTRY_STACK = $(COMPOSE) --env-file $(ENV_FILE) -p $(REGISTRY_PROJECT) $(addprefix -f ,$(REGISTRY_FILES))
-SERVE_STACK = $(COMPOSE) --env-file $(ENV_FILE) -p $(SERVE_PROJECT) $(addprefix -f ,$(SERVE_FILES))
+# the business simulators (compose profile "simulators") run with env=local only: a cloud deploy serves real clients
+SERVE_PROFILES = $(if $(filter cloud,$(env)),,--profile simulators)
+SERVE_STACK = $(COMPOSE) --env-file $(ENV_FILE) -p $(SERVE_PROJECT) $(addprefix -f ,$(SERVE_FILES)) $(SERVE_PROFILES)
 WAIT_HEALTHY := docker/wait-healthy.sh
 # `run` / `exec` get a TTY only when make has one (a progress bar for a person; CI and tests have none)
 NO_TTY := $(shell test -t 0 || echo -T)

@@ -61,7 +61,7 @@ def test_actions_and_images_are_pinned(path: Path) -> None:
         for step in job["steps"]:
             if "uses" in step:
                 _, _, ref = step["uses"].partition("@")
-                assert re.fullmatch(r"v\d+\.\d+\.\d+|[0-9a-f]{40}", ref), f"{job_name}: pin {step['uses']}"
+                assert re.fullmatch(r"[0-9a-f]{40}", ref), f"{job_name}: pin {step['uses']} by commit SHA"
         for name, service in job.get("services", {}).items():
             assert re.search(r":\d+\.\d+", service["image"]), f"{job_name}: pin service {name}"
 
@@ -85,24 +85,55 @@ def test_deploy_triggers_concurrency_and_order() -> None:
     assert push["branches"] == ["main"]
     assert ".env.cloud" in push["paths"] and "server/**" in push["paths"]
     assert deploy["concurrency"]["group"] and deploy["concurrency"]["cancel-in-progress"] is False
-    assert deploy["permissions"]["contents"] == "write"
+    assert deploy["permissions"] == {"contents": "read"}  # the test job cannot write
+    assert deploy["jobs"]["deploy"]["permissions"] == {"contents": "write"}  # the tag push, this job only
     assert deploy["jobs"]["deploy"]["needs"] == "test"
     assert any("make test" in s.get("run", "") for s in steps(deploy, "test"))
 
 
-def test_deploy_restarts_the_serving_side_over_ssh_from_secrets() -> None:
+def test_deploy_restarts_the_serving_side_over_ssh_with_a_pinned_host_key_at_the_tested_commit() -> None:
     deploy = load(DEPLOY)
-    ssh_steps = [s for s in steps(deploy, "deploy") if s.get("uses", "").startswith("appleboy/ssh-action@")]
-    assert len(ssh_steps) == 2
-    for step in ssh_steps:
-        assert step["with"]["host"] == "${{ secrets.SSH_HOST }}"
-        assert step["with"]["username"] == "${{ secrets.SSH_USER }}"
-        assert step["with"]["key"] == "${{ secrets.SSH_KEY }}"
-    script = ssh_steps[0]["with"]["script"]
-    commands = ["git pull", "make stop-serve", "make start-serve env=cloud"]
+    identity = step_named(deploy, "deploy", "pinned host key")
+    assert identity["env"] == {"SSH_KEY": "${{ secrets.SSH_KEY }}", "SSH_KNOWN_HOSTS": "${{ secrets.SSH_KNOWN_HOSTS }}"}
+    assert "known_hosts" in identity["run"]
+    for name in ("Restart the serving side", "/health"):
+        step = step_named(deploy, "deploy", name)
+        assert step["env"]["SSH_HOST"] == "${{ secrets.SSH_HOST }}"
+        assert "StrictHostKeyChecking=yes" in step["run"] and "UserKnownHostsFile" in step["run"]
+    restart = step_named(deploy, "deploy", "Restart the serving side")["run"]
+    assert '"$GITHUB_SHA"' in restart and ".github/deploy/redeploy.sh" in restart
+    script = (REPO / ".github" / "deploy" / "redeploy.sh").read_text()
+    assert "git pull" not in script, "deploy the tested commit, not whatever main is by then"
+    commands = ['git fetch --quiet origin "$sha"', 'git checkout --quiet --detach "$sha"', "make stop-serve",
+                "make start-serve env=cloud"]  # fmt: skip
     positions = [script.find(command) for command in commands]
     assert all(p >= 0 for p in positions) and positions == sorted(positions), script
-    assert "set -e" in script, "a failing step must fail the job"
+    assert "set -euo pipefail" in script, "a failing step must fail the job"
+
+
+def test_redeploy_checks_out_exactly_the_given_commit(tmp_path: Path) -> None:
+    """redeploy.sh on a stand-in VM clone: main moved on after the tested commit; the tested one is deployed."""
+    git = {"GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"), "GIT_CONFIG_NOSYSTEM": "1"}
+    (tmp_path / "gitconfig").write_text("[init]\n\tdefaultBranch = main\n[user]\n\tname = t\n\temail = t@t\n")
+    env = {**os.environ, **git}
+    origin, vm = tmp_path / "origin", tmp_path / "vm"
+    run = lambda *a, cwd=None: subprocess.run(a, cwd=cwd, env=env, check=True, capture_output=True, text=True)  # noqa: E731
+    run("git", "init", "-q", str(origin))
+    (origin / "Makefile").write_text("stop-serve:\n\t@echo stopped\nstart-serve:\n\t@echo started $(env)\n")
+    run("git", "add", "Makefile", cwd=origin)
+    run("git", "commit", "-qm", "tested", cwd=origin)
+    tested = run("git", "rev-parse", "HEAD", cwd=origin).stdout.strip()
+    run("git", "clone", "-q", str(origin), str(vm))
+    (origin / "later.txt").write_text("pushed after the tests passed\n")
+    run("git", "add", "later.txt", cwd=origin)
+    run("git", "commit", "-qm", "later", cwd=origin)
+    result = subprocess.run(
+        ["bash", str(REPO / ".github" / "deploy" / "redeploy.sh"), tested, str(vm)],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert run("git", "rev-parse", "HEAD", cwd=vm).stdout.strip() == tested
+    assert not (vm / "later.txt").exists() and "started cloud" in result.stdout
 
 
 # ------------------------------------------------------------------------- shell steps, run for real
@@ -143,10 +174,13 @@ def test_a_malformed_run_id_stops_the_deployment(tmp_path: Path) -> None:
     assert result.returncode != 0
 
 
+HEALTH_CHECK = REPO / ".github" / "deploy" / "check-health.sh"
+
+
 def _health_script(run_id: str) -> str:
-    script = step_named(load(DEPLOY), "deploy", "/health")["with"]["script"]
-    assert "${{ needs.test.outputs.run_id }}" in script
-    return script.replace("${{ needs.test.outputs.run_id }}", run_id)
+    step = step_named(load(DEPLOY), "deploy", "/health")
+    assert '"$RUN_ID"' in step["run"] and ".github/deploy/check-health.sh" in step["run"]
+    return f"set -- {run_id!r}\n" + HEALTH_CHECK.read_text() if run_id else "set --\n" + HEALTH_CHECK.read_text()
 
 
 def _stub_curl(tmp_path: Path, answer: str, status: int = 0) -> dict[str, str]:

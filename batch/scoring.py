@@ -238,12 +238,16 @@ class FileScore:
 
 
 def _check_columns(table: pa.Table, spec: FeatureSpec) -> None:
+    """The id column (it keys the output) and the spec's required features; another absent feature is a missing
+    value, as in a record (mlops.contract), but a file with no feature column at all is not an account file."""
     present = set(table.column_names)
-    missing = [c for c in spec.feature_columns if c not in present]
+    missing = [c for c in spec.feature_columns if c not in present and c in spec.required]
     if spec.id_column and spec.id_column not in present:
         missing.append(spec.id_column)
     if missing:
         raise DataError(f"missing column(s) {missing} required by spec '{spec.name}'")
+    if not any(c in present for c in spec.feature_columns):
+        raise DataError(f"the file holds none of the spec's features ({spec.name}): is it an account file?")
 
 
 def _output_table(

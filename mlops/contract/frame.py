@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 
 from mlops.contract.rules import (
+    ABSENT_REQUIRED,
     FLOAT32_MAX,
     FLOAT32_RANGE,
     LABEL,
     MAX_ID_CHARS,
+    NO_FEATURE,
     NOT_FINITE,
     REQUIRED,
     DataError,
@@ -159,14 +161,24 @@ def clean(
         if unknown:
             reason = f"unknown field; expected fields are {spec.feature_columns}"
             raise DataError(f"column '{unknown[0]}': {reason}", field=unknown[0], reason=reason)
+    # training data must carry every feature column; for scoring (a batch file, the pyfunc) an absent feature is a
+    # missing value like null, as in a record, unless the spec requires it
     needed = spec.feature_columns + ([spec.target.column] if require_target else [])
+    if not require_target:
+        needed = [c for c in needed if c in spec.required]
+        if not any(c in frame.columns for c in spec.feature_columns):
+            raise DataError(f"the data {NO_FEATURE} ({spec.name})", field="(record)", reason=NO_FEATURE)
     missing_columns = [c for c in needed if c not in frame.columns]
     if missing_columns:
+        reason = "missing field" if require_target else ABSENT_REQUIRED
         raise DataError(
             f"missing column(s) {missing_columns} required by spec '{spec.name}'",
             field=missing_columns[0],
-            reason="missing field",
+            reason=reason,
         )
+    absent = [c for c in spec.feature_columns if c not in frame.columns]
+    if absent:
+        frame = frame.assign(**{c: None for c in absent})
 
     missing_markers = {v.lower() for v in spec.missing_values}
     required = set(spec.required)

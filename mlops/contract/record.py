@@ -9,9 +9,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from mlops.contract.rules import (
+    ABSENT_REQUIRED,
     FLOAT32_MAX,
     FLOAT32_RANGE,
     MAX_ID_CHARS,
+    NO_FEATURE,
     NOT_FINITE,
     REQUIRED,
     RecordError,
@@ -65,9 +67,14 @@ class RecordValidator:
             if name in out:
                 raise RecordError(str(key), "given twice (names are compared case-insensitively)", index)
             out[name] = value
-        missing = [c for c in self.expected if c not in out]
-        if missing:
-            raise RecordError(missing[0], "missing field", index)
+        absent = [c for c in self.expected if c not in out]
+        if absent:
+            for column in absent:  # an absent feature is a missing value, like null, unless the spec requires it
+                if column in self.required:
+                    raise RecordError(column, ABSENT_REQUIRED, index)
+                out[column] = None
+            if len(absent) == len(self.expected):
+                raise RecordError("(record)", NO_FEATURE, index)
         return out
 
     def __call__(self, record: Any, index: int | None = None) -> dict[str, Any]:

@@ -13,6 +13,8 @@ FLOAT32_MAX = float(np.finfo(np.float32).max)
 NOT_FINITE = "must be a finite number (NaN and infinity are not allowed)"
 FLOAT32_RANGE = "must be a number within the 32-bit float range"
 REQUIRED = "is required by the spec; got a missing value"
+ABSENT_REQUIRED = "missing field (required by the spec)"
+NO_FEATURE = "holds none of the spec's features: is it a record of this data set?"
 MAX_ID_CHARS = 128  # a customer id, a request id: bounded, and said so in the OpenAPI document
 
 

@@ -102,6 +102,9 @@ def customers_blueprint(state: ApiState) -> Blueprint:
                 f"model's spec: {error.reason}; run `make materialize`",
                 error.field,
             ) from None
-        return {**answer_of(float(probabilities[0]), run_id, valid[0], id_column), "snapshot": row.snapshot}, 200
+        return {
+            **answer_of(float(probabilities[0]), run_id, valid[0], id_column, scorer.model().spec.feature_columns),
+            "snapshot": row.snapshot,
+        }, 200
 
     return routes

@@ -32,6 +32,10 @@ def api_metrics() -> Any:
             "predict_api_auth_failures", "Refused authentications, by reason (missing, invalid, scope, limited)",
             ["reason"],
         )  # fmt: skip
+        missing_features = Counter(
+            "predict_api_missing_features", "Predictions made with a feature missing (absent, null, a marker)",
+            ["feature"],
+        )  # fmt: skip
         records = Counter("predict_api_predicted_records_total", "Records scored (a batch counts each record)")
         model_info = Gauge(
             "predict_api_model_info",

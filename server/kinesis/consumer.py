@@ -148,10 +148,12 @@ class KinesisConsumer(ShardReader):
         service = self.scorer.model()
         scored = self._score(shard_id, service, valid, request_ids, snapshots, raws, dead)
         chances, run_id, id_column = scored.probabilities, scored.run_id, service.spec.id_column
+        features = service.spec.feature_columns
         results = [
             {"request_id": rid, "churn chance": float(p), "model_run_id": run_id}
             | ({id_column: record[id_column]} if id_column and record.get(id_column) is not None else {})
             | ({"snapshot": snapshot} if snapshot is not None else {})
+            | ({"missing": absent} if (absent := [f for f in features if record.get(f) is None]) else {})
             for rid, p, record, snapshot in zip(request_ids, chances, scored.records, snapshots, strict=True)
         ]
         if results:

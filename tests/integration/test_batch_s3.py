@@ -57,7 +57,7 @@ def test_s3_prefix_scored_identically_to_model_service_and_http_api(settings: Se
     summary = run_batch(input_uri, output_uri, model_service.bundle, settings=settings, workers=2)
     assert (summary.scored, summary.rejected, summary.rows, summary.exit_code) == (4, 1, 100, 1)
     assert summary.run_id == model_service.run_id
-    assert "missing column(s)" in summary.rejects[0]["reason"]
+    assert "customer_age" in summary.rejects[0]["reason"] and "forty" in summary.rejects[0]["reason"]
 
     client = create_app(settings, service=model_service, sinks=[]).test_client()
     spec = model_service.spec

@@ -41,14 +41,14 @@ def test_spark_and_embedded_engines_and_model_service_agree(tmp_path: Path, spar
     inputs = tmp_path / "in"
     csvs = write_account_files(inputs, 6, 40)
     parquets = write_account_files(inputs, 2, 33, fmt="parquet", seed=3, start=50)
-    (inputs / "broken.csv").write_text("CLIENTNUM,Customer_Age\n1,40\n")
+    (inputs / "broken.csv").write_text("CLIENTNUM,Customer_Age\n1,forty\n")
 
     embedded = run_batch(str(inputs), str(tmp_path / "embedded"), bundle, workers=1)
     on_spark = run_batch(str(inputs), str(tmp_path / "spark"), bundle, engine="spark", spark=spark)
     assert (on_spark.scored, on_spark.rejected, on_spark.rows) == (embedded.scored, embedded.rejected, embedded.rows)
     assert (on_spark.scored, on_spark.rejected, on_spark.rows) == (8, 1, 6 * 40 + 2 * 33)
     assert on_spark.exit_code == 1
-    assert "missing column(s)" in on_spark.rejects[0]["reason"]
+    assert "customer_age" in on_spark.rejects[0]["reason"]
 
     service = ModelService(bundle)
     spec = bundle.spec

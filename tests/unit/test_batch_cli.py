@@ -23,11 +23,11 @@ def test_score_exit_code_and_summary(tmp_path: Path, model_dir: Path, capsys: py
     assert "scored=3 skipped=0 rejected=0 rows=30" in capsys.readouterr().out
     assert len(list((out / "clirun" / "predictions").iterdir())) == 3
 
-    (inputs / "bad.csv").write_text("CLIENTNUM\n1\n")
+    (inputs / "bad.csv").write_text("CLIENTNUM,Shoe_Size\n1,42\n")
     assert cli.main(args) == 1
     printed = capsys.readouterr().out
     assert "scored=0 skipped=3 rejected=1" in printed
-    assert "bad.csv" in printed and "missing column(s)" in printed
+    assert "bad.csv" in printed and "none of the spec's features" in printed
 
 
 def test_bad_arguments_exit_2_with_a_message(

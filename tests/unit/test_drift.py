@@ -97,7 +97,7 @@ def test_mean_prediction_ignores_missing() -> None:
         ({"a": 1}, None, "JSON list"),
         ([], None, "empty"),
         ([1], "(record)", "JSON object"),
-        ([{"customer_age": 40}], "dependent_count", "missing"),
+        ([{"prediction": 0.3}], "(record)", "none of the spec's features"),
     ],
 )
 def test_validate_batch_rejects_with_reason(spec: FeatureSpec, payload: Any, field: str | None, fragment: str) -> None:
@@ -195,8 +195,8 @@ def test_service_refuses_bad_batches_with_4xx(spec: FeatureSpec, data: pd.DataFr
     assert unknown.status_code == 404 and "bank_churners" in unknown.get_json()["error"]
     not_json = client.post("/iterate/bank_churners", data="hello", content_type="text/plain")
     assert not_json.status_code == 400 and "JSON" in not_json.get_json()["error"]
-    wrong = client.post("/iterate/bank_churners", json=[{"customer_age": 1}])
-    assert wrong.status_code == 422 and wrong.get_json()["field"] == "dependent_count"
+    wrong = client.post("/iterate/bank_churners", json=[{"prediction": 0.5}])  # no feature at all
+    assert wrong.status_code == 422 and wrong.get_json()["field"] == "(record)"
     assert client.get("/health").status_code == 200
     assert len(monitor.datasets["bank_churners"].window) == 0
 

@@ -67,6 +67,26 @@ class FeatureSpec(BaseModel):
     # None: the categories are learned from the training data and stored in the resolved spec.
     categorical: dict[str, list[str] | None] = Field(default_factory=dict)
     ordinal: dict[str, list[str]] = Field(default_factory=dict)
+    # an ordinal feature may also come as the integer code of its position in the order above, counted from this
+    ordinal_codes_start: int = Field(default=0, ge=0, le=1)
+
+    def ordinal_code(self, column: str, value: Any) -> str | None:
+        """The category an ordinal code names (an int, a whole float or a string of digits), or None."""
+        order = self.ordinal.get(column)
+        if order is None or isinstance(value, bool):
+            return None
+        if isinstance(value, str):
+            value = value.strip()
+            if not value.isdigit():
+                return None
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return None
+        if not number.is_integer():
+            return None
+        position = int(number) - self.ordinal_codes_start
+        return order[position] if 0 <= position < len(order) else None
 
     @model_validator(mode="before")
     @classmethod

@@ -25,6 +25,7 @@ from mlops.contract.rules import (
     json_type,
     not_a_number,
     not_whole,
+    ordinal_code_range,
     unknown_category,
 )
 from mlops.contract.text import UNSTORABLE, text_problem
@@ -103,6 +104,28 @@ def _clean_numeric(series: pd.Series, column: str, feature: Any, required: bool,
 
 def _is_missing(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _decode_ordinal(series: pd.Series, column: str, spec: FeatureSpec) -> pd.Series:
+    """Integer codes of an ordinal feature (numbers, or strings of digits as a CSV holds them) -> its categories,
+    by position in the spec's order from `ordinal_codes_start`: the record path's rule, on each distinct value."""
+    mapping: dict[Any, Any] = {}
+    for value in pd.unique(series.dropna()):
+        if isinstance(value, bool) or not isinstance(value, str | int | float | np.integer | np.floating):
+            continue
+        if isinstance(value, str) and not value.strip().isdigit():
+            continue
+        plain = value.item() if isinstance(value, np.generic) else value
+        coded = spec.ordinal_code(column, plain)
+        if coded is None:
+            if not isinstance(value, str):
+                reason = ordinal_code_range(plain, spec.ordinal_codes_start, spec.ordinal[column])
+                _fail(column, (series.astype(object) == value).to_numpy(dtype=bool), lambda p, why=reason: why)
+            continue
+        mapping[value] = coded
+    if not mapping:
+        return series
+    return series.astype(object).map(lambda v: mapping.get(v, v) if not _is_missing(v) else v)
 
 
 def _clean_category(
@@ -199,7 +222,8 @@ def clean(
     for column, allowed in spec.categorical.items():
         out[column] = _clean_category(frame[column], column, allowed, column in required, missing_markers)
     for column, order in spec.ordinal.items():
-        out[column] = _clean_category(frame[column], column, order, column in required, missing_markers)
+        decoded = _decode_ordinal(frame[column], column, spec)
+        out[column] = _clean_category(decoded, column, order, column in required, missing_markers)
 
     if require_target:
         out[LABEL] = _labels(frame[spec.target.column], spec)

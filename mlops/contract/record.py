@@ -23,6 +23,7 @@ from mlops.contract.rules import (
     json_type,
     not_a_number,
     not_whole,
+    ordinal_code_range,
     unknown_category,
 )
 from mlops.contract.text import text_problem
@@ -44,7 +45,7 @@ class RecordValidator:
         self.missing_markers = {v.lower() for v in spec.missing_values}
         self.numeric = [(c, f.type == "int", f.min, f.max, c in self.required) for c, f in spec.numeric.items()]
         self.categories = [
-            (c, spec.categories(c), {v.lower(): v for v in spec.categories(c)}, c in self.required)
+            (c, spec.categories(c), {v.lower(): v for v in spec.categories(c)}, c in self.required, c in spec.ordinal)
             for c in [*spec.categorical, *spec.ordinal]
         ]
         self._names: dict[str, str] = {}  # raw spelling -> normalized, learned as records come
@@ -102,7 +103,7 @@ class RecordValidator:
             if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
                 raise RecordError(column, FLOAT32_RANGE, index)
             clean[column] = value
-        for column, allowed, canonical, required in self.categories:
+        for column, allowed, canonical, required, ordinal in self.categories:
             value = record[column]
             if value is None:
                 if required:
@@ -110,7 +111,14 @@ class RecordValidator:
                 clean[column] = None
                 continue
             if type(value) is not str:
-                raise RecordError(column, f"must be a string or null, got {json_type(value)}", index)
+                coded = self.spec.ordinal_code(column, value) if ordinal else None
+                if coded is not None:
+                    clean[column] = coded
+                    continue
+                if ordinal and type(value) in (int, float):
+                    raise RecordError(column, self._code_range(column, value), index)
+                kinds = "a string, an integer code or null" if ordinal else "a string or null"
+                raise RecordError(column, f"must be {kinds}, got {json_type(value)}", index)
             spelled = canonical.get(value.lower()) if value == value.strip() else None
             if spelled is None:
                 key = value.strip().lower()
@@ -119,7 +127,7 @@ class RecordValidator:
                         raise RecordError(column, REQUIRED, index)
                     clean[column] = None
                     continue
-                spelled = canonical.get(key)
+                spelled = canonical.get(key) or (self.spec.ordinal_code(column, key) if ordinal else None)
                 if spelled is None:
                     raise RecordError(column, unknown_category(value, allowed), index)
             clean[column] = spelled
@@ -134,6 +142,9 @@ class RecordValidator:
                     except ValueError as error:
                         raise RecordError(self.id_column, str(error), index) from None
         return clean
+
+    def _code_range(self, column: str, value: Any) -> str:
+        return ordinal_code_range(value, self.spec.ordinal_codes_start, self.spec.ordinal[column])
 
     def _number_from(self, column: str, value: Any, required: bool, index: int | None) -> float | int | None:
         """A number from anything but an int or a float: a numeric string, or None for a missing value."""

@@ -82,6 +82,10 @@ def unknown_category(value: Any, allowed: list[str]) -> str:
     return f"unknown category {value!r}; expected one of {allowed}"
 
 
+def ordinal_code_range(value: Any, start: int, order: list[str]) -> str:
+    return f"unknown ordinal code {value!r}; expected {start}..{start + len(order) - 1} for {order}"
+
+
 def shown(value: Any) -> str:
     number = float(value)
     return str(int(number)) if number.is_integer() and abs(number) < 1e15 else repr(number)

@@ -33,8 +33,18 @@ def record_schema(spec: FeatureSpec) -> dict[str, Any]:
         properties[column] = {
             "type": ["string", "null"],
             "enum": [*spec.categories(column), *spec.missing_values, None],
-            "description": f"{kind}; matched case-insensitively; null or {spec.missing_values} mean missing",
+            "description": f"{kind}; matched case-insensitively; null, absent or {spec.missing_values} mean missing",
         }
+        if column in spec.ordinal:  # or the integer code of its position in the order (mlops.spec.ordinal_code)
+            start, order = spec.ordinal_codes_start, spec.ordinal[column]
+            text = properties.pop(column)
+            properties[column] = {
+                "anyOf": [
+                    {"type": ["string", "null"], "enum": text["enum"]},
+                    {"type": "integer", "minimum": start, "maximum": start + len(order) - 1},
+                ],
+                "description": f"{text['description']}; or its code {start}..{start + len(order) - 1} in {order}",
+            }
     if spec.id_column:
         properties[spec.id_column] = {
             "type": ["integer", "string"],
@@ -44,7 +54,8 @@ def record_schema(spec: FeatureSpec) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": properties,
-        "required": spec.feature_columns,
+        "required": list(spec.required),  # an absent feature is a missing value; at least one must be given
+        "anyOf": [{"required": [column]} for column in spec.feature_columns],
         "additionalProperties": False,
     }
 

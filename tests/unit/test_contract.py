@@ -45,6 +45,12 @@ CASES: list[tuple[str, dict[str, Any]]] = [
     ("unknown category", with_(card_category="Titanium")),
     ("number for a category", with_(gender=1)),
     ("missing field", with_(customer_age=...)),
+    ("ordinal code", with_(education_level=3)),
+    ("ordinal code as text", with_(income_category=" 2 ")),
+    ("ordinal code as a whole float", with_(education_level=0.0)),
+    ("ordinal code out of range", with_(education_level=9)),
+    ("ordinal code that is a fraction", with_(income_category=1.5)),
+    ("ordinal in another case", with_(income_category="less than $40k")),
     ("unknown field", with_(shoe_size=42)),
 ]
 
@@ -113,3 +119,22 @@ def test_any_numbers_get_the_same_answer_on_both_paths(age: Any, limit: Any, rat
         assert by_record[1] == by_frame[1]
     else:
         assert comparable(by_record[1]) == comparable(by_frame[1])
+
+
+def test_ordinal_codes_count_from_the_spec_and_read_as_their_category() -> None:
+    assert validate_record(with_(education_level=3), SPEC)["education_level"] == "Graduate"
+    one_based = SPEC.model_copy(update={"ordinal_codes_start": 1})
+    assert validate_record(with_(education_level=3), one_based)["education_level"] == "College"
+    with pytest.raises(RecordError, match=r"expected 1\.\.6"):
+        validate_record(with_(education_level=0), one_based)
+
+
+def test_the_reference_designs_curl_body_is_scored() -> None:
+    """The design's first request: 11 of the 19 features, ordinal codes, categories in lower case."""
+    body = {"customer_age": 45, "gender": "M", "dependent_count": 3, "education_level": 3, "marital_status": "married",
+            "income_category": 2, "card_category": "blue", "months_on_book": 39, "total_relationship_count": 5,
+            "credit_limit": 12691.0, "total_revolving_bal": 777}  # fmt: skip
+    clean_record = validate_record(body, SPEC)
+    assert clean_record["education_level"] == "Graduate" and clean_record["income_category"] == "$60K - $80K"
+    assert clean_record["marital_status"] == "Married" and clean_record["card_category"] == "Blue"
+    assert sum(v is None for v in clean_record.values()) == len(SPEC.feature_columns) - 11

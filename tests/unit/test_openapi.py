@@ -31,7 +31,8 @@ def document(service: ModelService, tmp_path: Path) -> dict[str, Any]:
 def test_every_field_of_the_spec_with_its_type_and_range(document: dict[str, Any], service: ModelService) -> None:
     spec = service.spec
     record = document["components"]["schemas"]["Record"]
-    assert record["required"] == spec.feature_columns
+    assert record["required"] == spec.required  # an absent feature is a missing value (issue 25)
+    assert record["anyOf"] == [{"required": [column]} for column in spec.feature_columns]
     assert record["additionalProperties"] is False
     properties = record["properties"]
     for column, feature in spec.numeric.items():
@@ -51,7 +52,9 @@ def test_every_field_of_the_spec_with_its_type_and_range(document: dict[str, Any
 def test_categories_are_enums_with_missing_markers(document: dict[str, Any], service: ModelService) -> None:
     properties = document["components"]["schemas"]["Record"]["properties"]
     assert properties["card_category"]["enum"] == ["Blue", "Silver", "Gold", "Platinum", "Unknown", None]
-    assert properties["income_category"]["enum"][:5] == service.spec.categories("income_category")
+    text, code = properties["income_category"]["anyOf"]
+    assert text["enum"][:5] == service.spec.categories("income_category")
+    assert code == {"type": "integer", "minimum": 0, "maximum": 4}  # or its position in the order
     assert "ordinal" in properties["education_level"]["description"]
 
 
@@ -70,6 +73,7 @@ def test_the_record_schema_agrees_with_the_validator(document: dict[str, Any]) -
     schema = document["components"]["schemas"]["Record"]
     jsonschema.validate(GOOD, schema)
     jsonschema.validate(with_(marital_status=None, education_level="Unknown"), schema)
-    for bad in (with_(customer_age=...), with_(card_category="Titanium"), with_(customer_age=12), with_(x=1)):
+    jsonschema.validate(with_(customer_age=..., education_level=3), schema)  # absent, and an ordinal code
+    for bad in ({}, with_(card_category="Titanium"), with_(customer_age=12), with_(x=1), with_(education_level=6)):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)

@@ -186,7 +186,7 @@ class KinesisConsumer(ShardReader):
     ) -> tuple[dict[str, Any] | None, str, str | None]:
         """One record: (clean record, request id, snapshot), or (None, ...) with its dead letter added to `dead`."""
         try:
-            envelope = parse_envelope(raw["Data"])
+            envelope = parse_envelope(raw["Data"], derived_request_id(shard_id, raw["SequenceNumber"]))
         except EnvelopeError as error:
             kind = "text" if "Unicode" in error.reason or "NUL" in error.reason else "envelope"
             dead.append(self._dead(shard_id, raw, error.field, str(error), error.request_id, kind))
@@ -293,3 +293,8 @@ class KinesisConsumer(ShardReader):
 
 def _short(error: BaseException) -> str:
     return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
+
+
+def derived_request_id(shard_id: str, sequence_number: str) -> str:
+    """The request id of a record that brings none: deterministic, so a re-read batch logs the same prediction."""
+    return f"{shard_id}:{sequence_number}"[:MAX_PARTITION_KEY]

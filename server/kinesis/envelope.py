@@ -1,6 +1,7 @@
 """The Kinesis input envelope: what a record's Data must be, parsed in one place (UTF-8 JSON).
 
     {"request_id": "<1-256 chars, or an integer>", "record": {<one record as POST /predict takes it>}}
+    {<one record>}                                    a bare record: request id `<shard id>:<sequence number>`
     {"request_id": "...", "customer_id": "..."}       score the customer's features from the online store
 
 The shape of the original design is also accepted: {"customer_id": ..., "customer": {...}}, with customer_id as the
@@ -44,8 +45,13 @@ class EnvelopeError(ValueError):
         return f"field '{self.field}': {self.reason}"
 
 
-def parse_envelope(data: bytes) -> Envelope:
-    """Decode one Kinesis record's Data into (request id, record); raise EnvelopeError saying why not."""
+def parse_envelope(data: bytes, derived_id: str | None = None) -> Envelope:
+    """Decode one Kinesis record's Data into (request id, record); raise EnvelopeError saying why not.
+
+    `derived_id` (the consumer passes `<shard id>:<sequence number>`: the same on every read of the record, so a
+    replay after a crash logs the same prediction and an outcome settles it once) is the request id of a bare
+    record (Data that is a record, as `aws kinesis put-record` of the original design sends it) and of an
+    envelope without one."""
     try:
         data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -66,6 +72,8 @@ def parse_envelope(data: bytes) -> Envelope:
         if id_key in body or record_key in body:
             break
     else:
+        if derived_id is not None:
+            return Envelope(derived_id, body)  # a bare record
         raise EnvelopeError(
             "request_id",
             'missing; expected {"request_id": "...", "record": {...}} (or "customer_id"/"customer")',
@@ -76,7 +84,9 @@ def parse_envelope(data: bytes) -> Envelope:
     if unknown:
         expected = f"'{id_key}' and '{record_key}' (or '{CUSTOMER_KEY}' instead of '{record_key}')"
         raise EnvelopeError(unknown[0], f"unknown envelope field; expected only {expected}")
-    request_id = _request_id(body.get(id_key), id_key)
+    request_id = (
+        _request_id(body.get(id_key), id_key) if body.get(id_key) is not None or derived_id is None else derived_id
+    )
     if by_id:
         return Envelope(request_id, None, _customer_id(body[CUSTOMER_KEY], request_id))
     if record_key not in body:

@@ -77,14 +77,17 @@ def test_malformed_records_go_to_the_dead_letter_stream_and_good_ones_are_scored
     bad: list[bytes] = [
         b"this is not json",
         b"\xff\xfe binary",
-        json.dumps(record).encode(),  # no envelope: no request id
         json.dumps({"request_id": "bad-type", "record": {**record, "customer_age": "forty"}}).encode(),
         json.dumps({"request_id": "bad-category", "record": {**record, "card_category": "Diamond"}}).encode(),
-        json.dumps(
-            {"request_id": "bad-missing", "record": {k: v for k, v in record.items() if k != "gender"}}
-        ).encode(),
     ]
-    mixed: list[Any] = [json.dumps(e).encode() for e in good[:10]] + bad + [json.dumps(e).encode() for e in good[10:]]
+    # scored since issue 25: a bare record (its id from shard and sequence number) and a record without a feature
+    scored_too = [
+        json.dumps(record).encode(),
+        json.dumps({"request_id": "absent-gender", "record": {k: v for k, v in record.items() if k != "gender"}})
+        .encode(),
+    ]  # fmt: skip
+    mixed: list[Any] = [json.dumps(e).encode() for e in good[:10]] + bad + scored_too
+    mixed += [json.dumps(e).encode() for e in good[10:]]
     put_envelopes(kinesis, streams.predictions, mixed)
 
     letters: list[dict[str, Any]] = []
@@ -97,9 +100,8 @@ def test_malformed_records_go_to_the_dead_letter_stream_and_good_ones_are_scored
     by_id = {d["request_id"]: d for d in letters if d["request_id"]}
     assert by_id["bad-type"]["field"] == "customer_age" and "must be a number" in by_id["bad-type"]["reason"]
     assert by_id["bad-category"]["field"] == "card_category" and "Diamond" in by_id["bad-category"]["reason"]
-    assert by_id["bad-missing"]["field"] == "gender" and "missing" in by_id["bad-missing"]["reason"]
     anonymous = [d for d in letters if not d["request_id"]]
-    assert sorted(d["field"] for d in anonymous) == ["(data)", "(data)", "request_id"]
+    assert sorted(d["field"] for d in anonymous) == ["(data)", "(data)"]
     assert {d["raw"] for d in anonymous if d["raw_encoding"] == "utf-8"} >= {"this is not json"}
     assert all(d["sequence_number"] and d["shard_id"] and d["time"] for d in letters)
     assert len(letters) == len(bad)
@@ -109,6 +111,10 @@ def test_malformed_records_go_to_the_dead_letter_stream_and_good_ones_are_scored
         return {e["request_id"] for e in good} <= ids
 
     wait_until(good_scored, 60, "the good records' results")
+    results = {r["request_id"]: r for r in read_stream(kinesis, streams.results)}
+    assert results["absent-gender"]["missing"] == ["gender"]
+    bare = [r for rid, r in results.items() if rid.startswith("shardId-") and ":" in rid]
+    assert len(bare) == 1, sorted(results)
     assert consumer.process.poll() is None, "the consumer must carry on after bad records"
 
 

@@ -221,7 +221,7 @@ def test_metrics_count_records(settings: Settings) -> None:
     registry = consumer.metrics.registry
     assert registry.get_sample_value("kinesis_records_in_total") == 2
     assert registry.get_sample_value("kinesis_results_out_total") == 1
-    assert registry.get_sample_value("kinesis_dead_letters_total", {"field": "request_id", "reason": "envelope"}) == 1
+    assert registry.get_sample_value("kinesis_dead_letters_total", {"field": "(record)", "reason": "record"}) == 1
     assert registry.get_sample_value("kinesis_millis_behind_latest", {"shard": "s0"}) == 0
     assert registry.get_sample_value("kinesis_batch_seconds_count") == 1
 
@@ -268,3 +268,20 @@ def test_no_record_can_stop_the_consumer(settings: Settings) -> None:
     registry = consumer.metrics.registry
     assert registry.get_sample_value("kinesis_dead_letters_total", {"field": "(record)", "reason": "internal"}) == 2
     assert registry.get_sample_value("kinesis_dead_letters_total", {"field": "(other)", "reason": "text"}) == 1
+
+
+def test_a_bare_record_is_scored_under_an_id_from_its_shard_and_sequence(settings: Settings) -> None:
+    """The original design's `aws kinesis put-record --data <a record>`; the id is the same on every read, so a
+    batch re-read after a crash logs the same prediction (and an outcome settles it once)."""
+    client = FakeKinesis({"s0": None})
+    client.add("s0", json.dumps(RECORDS[0]).encode())
+    client.add("s0", json.dumps({"record": RECORDS[1]}).encode())  # an envelope without an id
+    sink = ListSink()
+    make(settings, client, [sink]).poll_once()
+    results = client.stream(settings.kinesis_results_stream)
+    assert [r["request_id"] for r in results] == ["s0:s0-00000", "s0:s0-00001"]
+    again_settings = load_settings("local", state_dir=settings.state_dir / "again", max_batch_records=100)
+    again = FakeKinesis({"s0": None})
+    again.data = client.data
+    make(again_settings, again, [sink]).poll_once()  # the same records read again (no checkpoint)
+    assert [e["request_id"] for e in sink.entries] == ["s0:s0-00000", "s0:s0-00001"] * 2

@@ -7,8 +7,10 @@ word the same reasons:
 - column names in any spelling (`Customer_Age`, `customer age`): the spec's normalization;
 - the id column is kept (and echoed by every answer); the spec's `drop` columns and the target are ignored;
 - a field named nowhere in the spec is refused, naming it (`allow_unknown` relaxes that);
-- a missing value (null, "", or one of the spec's missing markers) is accepted for any feature unless the spec lists
-  it under `required`; XGBoost routes missing values natively;
+- a missing value (null, "", one of the spec's missing markers, or the feature absent) is accepted for any feature
+  unless the spec lists it under `required`; XGBoost routes missing values natively; a record with no feature at
+  all is refused, and training data must carry every feature column;
+- an ordinal feature also takes the integer code of its position in the spec's order (from `ordinal_codes_start`);
 - numbers may come as numeric strings (as in CSV files); anything else is refused with the field and the value;
   NaN and infinity are refused; `int` features must be whole; `min` / `max` bounds hold in training and serving;
 - categories match case-insensitively and come out in the spec's spelling; an unseen one is refused.

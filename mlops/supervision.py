@@ -90,6 +90,11 @@ class Supervised:
             self.finished = True
             return
 
+    def problems(self, max_silence_s: float | None = None) -> list[str]:
+        """`problem` as a list, the shape every /health collects."""
+        found = self.problem(max_silence_s)
+        return [found] if found else []
+
     def problem(self, max_silence_s: float | None = None) -> str | None:
         """Why this thread is not well, for /health; None when it is (or when it finished its work)."""
         if self.finished:

@@ -125,8 +125,7 @@ class ShadowScorer:
                 return
 
     def problems(self) -> list[str]:
-        problem = self._thread.problem(max_silence_s=120.0)  # a model load may take a while
-        return [problem] if problem else []
+        return self._thread.problems(max_silence_s=120.0)  # a model load may take a while
 
     def close(self) -> None:
         self._thread.stop()

@@ -178,10 +178,7 @@ class DriftMonitor:
 
     def problems(self, max_silence_s: float) -> list[str]:
         """Why the worker is unwell (for /health): not started, dead, restarting or stuck."""
-        if self._thread is None:
-            return []
-        problem = self._thread.problem(max_silence_s)
-        return [problem] if problem else []
+        return self._thread.problems(max_silence_s) if self._thread is not None else []
 
     def stop(self) -> None:
         self._stop.set()

@@ -188,8 +188,7 @@ class KinesisConsumer(ShardReader):
         try:
             envelope = parse_envelope(raw["Data"], derived_request_id(shard_id, raw["SequenceNumber"]))
         except EnvelopeError as error:
-            kind = "text" if "Unicode" in error.reason or "NUL" in error.reason else "envelope"
-            dead.append(self._dead(shard_id, raw, error.field, str(error), error.request_id, kind))
+            dead.append(self._dead(shard_id, raw, error.field, str(error), error.request_id, error.kind))
             return None, "", None
         record, snapshot = envelope.record, None
         if envelope.customer_id is not None:

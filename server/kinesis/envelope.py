@@ -40,6 +40,7 @@ class EnvelopeError(ValueError):
     field: str
     reason: str
     request_id: str | None = None
+    kind: str = "envelope"  # or "text": the dead-letter metric's reason
 
     def __str__(self) -> str:
         return f"field '{self.field}': {self.reason}"
@@ -61,7 +62,7 @@ def parse_envelope(data: bytes, derived_id: str | None = None) -> Envelope:
     except RecursionError:
         raise EnvelopeError("(data)", "not JSON this consumer takes: nested too deeply") from None
     except TextError as error:
-        raise EnvelopeError(error.field, error.reason) from None
+        raise EnvelopeError(error.field, error.reason, kind="text") from None
     except json.JSONDecodeError as error:
         raise EnvelopeError("(data)", f"not JSON: {error.msg} at character {error.pos}") from error
     except ValueError as error:

@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 
 from mlops.stores.prediction_log import SQLiteStore
 from monitoring.alerting import native as alerting
@@ -27,6 +26,7 @@ from monitoring.prometheus import native as prometheus
 from native.throwaway import free_port, start_process, stop_process, wait_for_http
 from tests.support.api import start_api
 from tests.support.processes import system_binary
+from tests.support.prometheus import short_rules
 
 pytestmark = pytest.mark.integration
 
@@ -42,17 +42,6 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
             return last
         time.sleep(0.5)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})")
-
-
-def short_rules(target: Path) -> Path:
-    rules = yaml.safe_load(prometheus.RULES.read_text())
-    for group in rules["groups"]:
-        group["interval"] = "1s"
-        for rule in group["rules"]:
-            if "for" in rule:
-                rule["for"] = "3s"
-    target.write_text(yaml.safe_dump(rules, sort_keys=False))
-    return target
 
 
 class Unwritable:

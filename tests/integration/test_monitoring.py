@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 import requests
-import yaml
 
 from monitoring.grafana.queries import DASHBOARDS, queries, to_promql, variable_defaults
 from monitoring.prometheus import native
 from native.throwaway import free_port, start_process, stop_process, wait_for_http
 from tests.support.processes import system_binary
+from tests.support.prometheus import short_rules
 
 pytestmark = pytest.mark.integration
 
@@ -69,18 +69,6 @@ class Stack:
         body = answer.json()
         assert body.get("status") == "success", f"{expr}: {body}"
         return body["data"]["result"]
-
-
-def short_rules(target: Path) -> Path:
-    """rules.yml with every `for:` at 3s, so an alert fires within seconds of its condition holding."""
-    rules = yaml.safe_load(native.RULES.read_text())
-    for group in rules["groups"]:
-        group["interval"] = "1s"
-        for rule in group["rules"]:
-            if "for" in rule:
-                rule["for"] = "3s"
-    target.write_text(yaml.safe_dump(rules, sort_keys=False))
-    return target
 
 
 @pytest.fixture(scope="module")

@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="FUNCTION:COLUMN",
             help="per-file feature as an output column, e.g. mean:credit_limit (repeatable)",
         )
+        command.add_argument(
+            "--explain",
+            default="0",
+            metavar="K",
+            help="add each row's K top reasons (log-odds contributions; 'all' for every feature) as columns "
+            "reasons, reasons_bias, reasons_other",
+        )
         command.add_argument("--run-id", default=None, help="MLflow run to score with (default: RUN_ID / alias)")
         command.add_argument("--model-dir", type=Path, default=None, help="a downloaded MLflow model folder")
         command.add_argument("--env", default=None, help="local or cloud (default: ENV)")
@@ -113,6 +120,7 @@ def score_with_progress(
             engine=args.engine,
             workers=args.workers,
             aggregates=args.aggregate,
+            explain=args.explain,
             progress=advanced,
             on_plan=planned,
         )
@@ -144,6 +152,7 @@ def watch(
                 engine=args.engine,
                 workers=args.workers,
                 aggregates=args.aggregate,
+                explain=args.explain,
                 known_rejects=known_rejects,
             )
             known_rejects.update({r["input_name"]: r["fingerprint"] for r in summary.rejects})

@@ -34,6 +34,7 @@ class Job:
     output_uri: str
     settings: Settings | None
     aggregates: tuple[Aggregate, ...] = ()
+    explain: int = 0  # top reasons per row in the outputs (mlops.explain); 0: none
 
 
 class BlockScorer:
@@ -64,7 +65,7 @@ class BlockScorer:
                 records[name].update(status="rejected", reason=str(parsed))
             else:
                 frames.append((name, parsed))
-        for result in score_frames(self.bundle, frames, self.job.aggregates):
+        for result in score_frames(self.bundle, frames, self.job.aggregates, self.job.explain):
             record = records[result.name]
             if result.table is None:
                 record.update(status="rejected", reason=result.reason)

@@ -15,6 +15,7 @@ from batch import manifest
 from batch.engine import Job, default_workers, plan_blocks, run_embedded
 from batch.scoring import ModelPayload, parse_aggregates
 from batch.storage import open_store
+from mlops.explain import ExplainError, explain_count
 from mlops.model import ModelBundle
 from mlops.settings import Settings
 
@@ -55,6 +56,13 @@ class BatchSummary:
         )
 
 
+def _explain_count(value: int | str, n_features: int) -> int:
+    try:
+        return explain_count(value, n_features)
+    except ExplainError as error:
+        raise ValueError(f"--explain: {error}") from None
+
+
 def run_batch(
     input_uri: str,
     output_uri: str,
@@ -64,6 +72,7 @@ def run_batch(
     engine: Engine = "embedded",
     workers: int | None = None,
     aggregates: Sequence[str] = (),
+    explain: int | str = 0,
     run_id: str | None = None,
     progress: Progress | None = None,
     on_plan: Callable[[int, int], None] | None = None,
@@ -78,7 +87,14 @@ def run_batch(
     """
     started = time.perf_counter()
     payload = ModelPayload.from_bundle(bundle, run_id)
-    job = Job(payload, str(input_uri), str(output_uri), settings, tuple(parse_aggregates(aggregates, bundle.spec)))
+    job = Job(
+        payload,
+        str(input_uri),
+        str(output_uri),
+        settings,
+        tuple(parse_aggregates(aggregates, bundle.spec)),
+        _explain_count(explain, len(bundle.spec.feature_columns)),
+    )
     summary = BatchSummary(payload.run_id, job.input_uri, job.output_uri, engine)
     source, sink = open_store(job.input_uri, settings), open_store(job.output_uri, settings)
 

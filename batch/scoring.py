@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import xgboost as xgb
 
 from mlops.data import DataError, clean
+from mlops.explain import feature_contributions, top_reasons
 from mlops.model import ModelBundle
 from mlops.spec import FeatureSpec, normalize_name
 
@@ -250,8 +251,16 @@ def _check_columns(table: pa.Table, spec: FeatureSpec) -> None:
         raise DataError(f"the file holds none of the spec's features ({spec.name}): is it an account file?")
 
 
+REASONS = "reasons"  # list<struct<feature, value (as text), contribution>>: the top k, by |contribution|
+REASON_TYPE = pa.list_(pa.struct([("feature", pa.string()), ("value", pa.string()), ("contribution", pa.float64())]))
+
+
 def _output_table(
-    spec: FeatureSpec, clean_frame: pd.DataFrame, probabilities: np.ndarray, aggregates: Sequence[Aggregate]
+    spec: FeatureSpec,
+    clean_frame: pd.DataFrame,
+    probabilities: np.ndarray,
+    aggregates: Sequence[Aggregate],
+    explanations: Sequence[dict[str, Any]] | None = None,
 ) -> pa.Table:
     columns: dict[str, Any] = {}
     if spec.id_column:
@@ -260,13 +269,34 @@ def _output_table(
     for aggregate in aggregates:
         value = float(getattr(clean_frame[aggregate.column], aggregate.function)())
         columns[aggregate.output_column] = pa.array(np.full(len(clean_frame), value), type=pa.float64())
+    if explanations is not None:  # the same explanation as HTTP's (mlops.explain), as columns
+        reasons = [
+            [{**c, "value": None if c["value"] is None else str(c["value"])} for c in e["contributions"]]
+            for e in explanations
+        ]
+        columns[REASONS] = pa.array(reasons, type=REASON_TYPE)
+        columns[f"{REASONS}_bias"] = pa.array([e["bias"] for e in explanations], type=pa.float64())
+        columns[f"{REASONS}_other"] = pa.array([e["other"] for e in explanations], type=pa.float64())
     return pa.table(columns)
 
 
+def _explanations(bundle: ModelBundle, matrix: np.ndarray, frame: pd.DataFrame, k: int) -> list[dict[str, Any]]:
+    """The k top reasons of every row of a block (one `pred_contribs` call), values from the clean frame."""
+    contributions, bias = feature_contributions(bundle, matrix)
+    features = bundle.spec.feature_columns
+    rows = frame[features].to_dict("records")
+    return [top_reasons(c, b, r, features, k) for c, b, r in zip(contributions, bias, rows, strict=True)]
+
+
 def score_frames(
-    bundle: ModelBundle, tables: Sequence[tuple[str, pa.Table]], aggregates: Sequence[Aggregate] = ()
+    bundle: ModelBundle,
+    tables: Sequence[tuple[str, pa.Table]],
+    aggregates: Sequence[Aggregate] = (),
+    explain: int = 0,
 ) -> list[FileScore]:
-    """Score parsed raw files: one to-pandas, clean, encode and predict for the whole block when it is all valid."""
+    """Score parsed raw files: one to-pandas, clean, encode and predict for the whole block when it is all valid.
+
+    `explain`: add each row's `explain` top reasons (columns `reasons`, `reasons_bias`, `reasons_other`)."""
     spec = bundle.spec
     results: dict[str, FileScore] = {}
     good: list[tuple[str, pa.Table]] = []
@@ -291,11 +321,19 @@ def score_frames(
                     results[name] = FileScore(name, reason=str(error))
     if cleaned:
         whole = cleaned[0][1] if len(cleaned) == 1 else pd.concat([c for _, c in cleaned], ignore_index=True)
-        probabilities = bundle.predict_encoded(bundle.encoder.encode_frame(whole))
+        matrix = bundle.encoder.encode_frame(whole)
+        probabilities = bundle.predict_encoded(matrix)
+        reasons = _explanations(bundle, matrix, whole, explain) if explain else None
         start = 0
         for name, part in cleaned:
             stop = start + len(part)
-            table = _output_table(spec, part.reset_index(drop=True), probabilities[start:stop], aggregates)
+            table = _output_table(
+                spec,
+                part.reset_index(drop=True),
+                probabilities[start:stop],
+                aggregates,
+                reasons[start:stop] if reasons is not None else None,
+            )
             results[name] = FileScore(name, table=table, rows=len(part))
             start = stop
     return [results[name] for name, _ in tables]

@@ -39,6 +39,7 @@ class FeatureEncoder:
             self._plan.append((column, "rank", len(names), {v.lower(): i for i, v in enumerate(order)}))
             names.append(column)
         self.feature_names: list[str] = names
+        self.owners = self._owner_matrix()
         self._width = {column: len(lookup) for column, kind, _, lookup in self._plan if kind == "onehot"}
         self._missing = {v.lower() for v in spec.missing_values}
         self._zeros = {width: [0.0] * width for width in self._width.values()}
@@ -46,6 +47,16 @@ class FeatureEncoder:
     @property
     def n_features(self) -> int:
         return len(self.feature_names)
+
+    def _owner_matrix(self) -> np.ndarray:
+        """(encoded columns, spec features) 0/1: which spec feature each encoded column belongs to, so a sum over
+        a category's one-hot block is one product (mlops.explain); features in `spec.feature_columns` order."""
+        position = {name: i for i, name in enumerate(self.spec.feature_columns)}
+        owners = np.zeros((len(self.feature_names), len(position)))
+        for column, kind, start, lookup in self._plan:
+            stop = start + (len(lookup) if kind == "onehot" else 1)
+            owners[start:stop, position[column]] = 1.0
+        return owners
 
     def encode_frame(self, frame: pd.DataFrame) -> np.ndarray:
         """Vectorized encoding of a clean frame (as `data.clean` returns)."""

@@ -119,15 +119,20 @@ class ModelService:
 
     def predict_with_run(self, records: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, str]:
         """Probabilities and the run id of the model that produced them (the same one even during a swap)."""
+        probabilities, bundle = self.predict_with_bundle(records)
+        return probabilities, bundle.run_id or ""
+
+    def predict_with_bundle(self, records: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, ModelBundle]:
+        """Probabilities and the bundle that produced them (read once: a swap cannot split the two)."""
         bundle = self._bundle
         if not records:
-            return np.empty(0, dtype=np.float64), bundle.run_id or ""
+            return np.empty(0, dtype=np.float64), bundle
         encoder = bundle.encoder
         if len(records) >= COLUMNAR_MIN_ROWS:
             matrix = encoder.encode_columnar(records)
         else:
             matrix = encoder.encode_records(records)
-        return bundle.predict_encoded(matrix), bundle.run_id or ""
+        return bundle.predict_encoded(matrix), bundle
 
 
 def _last_served(cache_dir: Path) -> str | None:

@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
+from mlops.explain import explain_records
 from mlops.spec import FeatureSpec
 from mlops.stores.ids import utc_now_iso
 from mlops.stores.prediction_log import make_entry
 from server.sinks import PredictionSink, submit_all
 
 if TYPE_CHECKING:
+    from mlops.model import ModelBundle
     from mlops.model_service import ModelService
     from server.shadow import ShadowScorer
 
@@ -43,12 +45,20 @@ class ModelSlot(Protocol):
 
 
 class Scored(NamedTuple):
-    """What one scoring step produced: the validated records, their probabilities, the run and spec behind them."""
+    """What one scoring step produced: the validated records, their probabilities, the run and spec behind them, and
+    the very model (`bundle`) that answered, so reasons asked for come from it even if a swap happened since."""
 
     records: list[dict[str, Any]]
     probabilities: np.ndarray  # float64, in the records' order
     run_id: str
     spec: FeatureSpec
+    bundle: ModelBundle | None = None
+
+    def explain(self, k: int | Sequence[int]) -> list[dict[str, Any] | None]:
+        """Each record's k top reasons (mlops.explain), or one k per record; None where k is 0."""
+        if self.bundle is None:
+            raise RuntimeError("this Scored carries no model to explain with")
+        return explain_records(self.bundle, self.records, k)
 
 
 Observe = Callable[[np.ndarray], None]  # a surface's prediction metrics
@@ -89,13 +99,17 @@ class Scorer:
 
     def predict(self, service: ModelService, valid: list[dict[str, Any]]) -> Scored:
         """Probabilities of validated records and the run that made them (one call: a swap cannot split them)."""
-        probabilities, run_id = service.predict_with_run(valid)
+        probabilities, bundle = service.predict_with_bundle(valid)
         if self.observe is not None and len(valid):
             self.observe(probabilities)
-        return Scored(valid, probabilities, run_id, service.spec)
+        return Scored(valid, probabilities, bundle.run_id or "", bundle.spec, bundle)
 
-    def publish(self, scored: Scored, request_ids: str | Sequence[str]) -> None:
-        """Into the prediction log and the drift service, then to the shadow model; each only enqueues."""
+    def publish(
+        self, scored: Scored, request_ids: str | Sequence[str], prediction_ids: Sequence[str] | None = None
+    ) -> None:
+        """Into the prediction log and the drift service, then to the shadow model; each only enqueues.
+
+        `prediction_ids`: the log's ids, where a replay must log the same entries (Kinesis); else new ones."""
         records = scored.records
         if not records:
             return
@@ -112,8 +126,11 @@ class Scorer:
                     request_id,
                     answered,
                     customer_id=record.get(id_column) if id_column else None,
+                    prediction_id=prediction_id,
                 )
-                for record, probability, request_id in zip(records, scored.probabilities, ids, strict=True)
+                for record, probability, request_id, prediction_id in zip(
+                    records, scored.probabilities, ids, prediction_ids or [None] * len(records), strict=True
+                )
             ]
             submit_all(self.sinks, entries)
         if self.shadow is not None:

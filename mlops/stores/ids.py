@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 import time
 from datetime import UTC, datetime
@@ -36,3 +37,13 @@ def new_id() -> str:
     millis, rest = divmod(now, 1_000_000)
     high = (millis << 16) | 0x7000 | (rest * _SUB_MS // 1_000_000)  # unix_ts_ms | version 7 | sub-ms fraction
     return f"{(high << 64) | 0x8000_0000_0000_0000 | random.getrandbits(62):032x}"  # variant 10, rand_b
+
+
+def derived_id(millis: int, key: str) -> str:
+    """An id in `new_id`'s format that is the same every time it is derived: `millis` (when the thing happened, so
+    ids still arrive roughly in order) and 74 bits of SHA-256 of `key`. The Kinesis consumer derives a record's
+    prediction id from its arrival time and shard/sequence number, so a batch read again after a crash logs the
+    same ids, and the store keeps each prediction once."""
+    digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:10], "big")  # 80 bits, 74 used
+    high = ((millis & (1 << 48) - 1) << 16) | 0x7000 | (digest >> 68)
+    return f"{(high << 64) | 0x8000_0000_0000_0000 | (digest & (1 << 62) - 1):032x}"

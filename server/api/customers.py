@@ -15,12 +15,12 @@ import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from flask import Blueprint, g
+from flask import Blueprint, g, request
 
 from mlops.contract import RecordError, rules
 from mlops.stores.online import OnlineRow, OnlineStore, OnlineStoreUnavailable, open_online_store
 from server.api.errors import ApiError
-from server.api.predict import answer_of
+from server.api.predict import answer_of, explain_asked
 
 if TYPE_CHECKING:
     from server.api.state import ApiState
@@ -89,11 +89,12 @@ def customers_blueprint(state: ApiState) -> Blueprint:
 
     @routes.get("/customers/<customer_id>/churn")
     def customer_churn(customer_id: str) -> tuple[dict[str, Any], int]:
+        explain = explain_asked(request.args.get("explain"))
         row = lookup("/customers/<customer_id>/churn", customer_id)
         id_column = scorer.model().spec.id_column
         record = {**row.features, **({id_column: row.customer_id} if id_column else {})}
         try:
-            valid, probabilities, run_id, _ = scorer.score([record], g.request_id, indexed=False)
+            scored = scorer.score([record], g.request_id, indexed=False)
         except RecordError as error:
             raise ApiError(
                 409,
@@ -102,9 +103,9 @@ def customers_blueprint(state: ApiState) -> Blueprint:
                 f"model's spec: {error.reason}; run `make materialize`",
                 error.field,
             ) from None
-        return {
-            **answer_of(float(probabilities[0]), run_id, valid[0], id_column, scorer.model().spec.feature_columns),
-            "snapshot": row.snapshot,
-        }, 200
+        why = scored.explain(explain)[0] if explain else None
+        features = scored.spec.feature_columns
+        answer = answer_of(float(scored.probabilities[0]), scored.run_id, scored.records[0], id_column, features, why)
+        return {**answer, "snapshot": row.snapshot}, 200
 
     return routes

@@ -6,6 +6,8 @@
     GET  /v2/models/<name>[/versions/<v>]/ready
     POST /v2/models/<name>[/versions/<v>]/infer        churn chance of every row
 
+The request parameter `explain` (k, or "all") adds the output `explanation`: one JSON text per row with the k top
+reasons (mlops.explain), as MLServer carries structured values in a BYTES tensor.
 <name> is the served registered model (MODEL_NAME, else the spec's own); <v>, when given, must be the served run id.
 The request's rows (server.api.v2_tensors) go through the same Scorer as POST /predict, so a record answers, logs
 and fails alike on both. A bad row is a 422 naming the column (`field`) and the row (`index`). Error bodies keep our
@@ -25,10 +27,14 @@ from mlops.outcomes import SANE_REQUEST_ID
 from mlops.registry import model_name_for
 from server.api.body import read_body
 from server.api.errors import ApiError, invalid_record
+from server.api.predict import explain_asked
 from server.api.v2_tensors import (
     ALL,
+    EXPLANATION,
     OUTPUT,
     PROTOCOL_VERSION,
+    explain_parameter,
+    explanation_output,
     input_metadata,
     invalid,
     parse_request,
@@ -98,6 +104,7 @@ def v2_blueprint(state: ApiState) -> Blueprint:
         body = parse_request(read_body())
         rows = request_rows(body, state.settings.max_batch_records)
         wanted = wanted_outputs(body)
+        explain = explain_asked(explain_parameter(body, wanted), "parameters.explain")
         given_id = body.get("id")
         ours = g._get_current_object()  # the request's own `g`, once (each `g.x` goes through a proxy)
         if given_id is not None and not isinstance(given_id, str):
@@ -105,14 +112,16 @@ def v2_blueprint(state: ApiState) -> Blueprint:
         if given_id and not ours.request_id_sent and SANE_REQUEST_ID.match(given_id):
             ours.request_id = given_id  # logged under the client's own id
         try:
-            records, probabilities, run_id, spec = scorer.score(rows, ours.request_id, indexed=True)
+            scored = scorer.score(rows, ours.request_id, indexed=True)
         except RecordError as error:
             raise invalid_record(error) from None
-        id_column = spec.id_column
+        records, probabilities, run_id = scored.records, scored.probabilities, scored.run_id
+        id_column = scored.spec.id_column
         if wanted is not ALL:
-            unknown = sorted(wanted - ALL - {id_column})
+            unknown = sorted(wanted - ALL - {id_column, EXPLANATION})
             if unknown:
-                invalid(f"unknown output(s) {unknown}; this model answers '{OUTPUT}' (and the id)", "outputs")
+                answers = f"'{OUTPUT}', '{EXPLANATION}' and the id"
+                invalid(f"unknown output(s) {unknown}; this model answers {answers}", "outputs")
         outputs: list[dict[str, Any]] = []
         if OUTPUT in wanted:
             outputs.append(
@@ -123,6 +132,8 @@ def v2_blueprint(state: ApiState) -> Blueprint:
             outputs.append(
                 {"shape": sent["shape"], "datatype": sent["datatype"], "data": sent["data"], "name": id_column}
             )
+        if explain:
+            outputs.append(explanation_output(scored.explain(explain)))
         answer = {
             "model_name": served_name,
             "model_version": run_id,

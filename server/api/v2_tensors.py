@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from mlops.spec import FeatureSpec
 
 OUTPUT = "churn_chance"
+EXPLANATION = "explanation"  # BYTES, one JSON text per row: the reasons (request parameter `explain`)
 NUMERIC_TYPES = frozenset(
     {"BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64"}
 )
@@ -188,6 +189,31 @@ def wanted_outputs(body: dict[str, Any]) -> frozenset[str]:
     if not named:
         invalid("outputs must be a list of objects with a name", "outputs")
     return frozenset(o["name"] for o in requested)
+
+
+def explain_parameter(body: dict[str, Any], wanted: frozenset[str]) -> Any:
+    """The request's `parameters.explain` (what mlops.explain.explain_count reads); naming the output
+    `explanation` without it asks for every feature's contribution."""
+    parameters = body.get("parameters")
+    if parameters is not None and not isinstance(parameters, dict):
+        invalid("parameters must be an object", "parameters")
+    value = (parameters or {}).get("explain")
+    if value is None and EXPLANATION in wanted:
+        return "all"
+    return value
+
+
+def explanation_output(explanations: list[Any]) -> dict[str, Any]:
+    from mlops import json_text
+
+    data = [json_text.dumps(e).decode() for e in explanations]
+    return {
+        "name": EXPLANATION,
+        "shape": [len(data)],
+        "datatype": "BYTES",
+        "parameters": {"content_type": "str", "units": "log-odds"},
+        "data": data,
+    }
 
 
 def _named(output: Any) -> bool:

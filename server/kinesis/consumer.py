@@ -29,7 +29,7 @@ import numpy as np
 from mlops.aws import ServiceUnavailable
 from mlops.contract import RecordError
 from mlops.settings import Settings
-from mlops.stores.ids import utc_now_iso
+from mlops.stores.ids import derived_id, utc_now_iso
 from server.kinesis.checkpoints import CheckpointStore
 from server.kinesis.envelope import CUSTOMER_KEY, ENVELOPES, MAX_PARTITION_KEY, EnvelopeError, parse_envelope, raw_text
 from server.kinesis.metrics import ConsumerMetrics
@@ -128,11 +128,12 @@ class KinesisConsumer(ShardReader):
         request_ids: list[str] = []
         snapshots: list[str | None] = []
         raws: list[dict[str, Any]] = []
+        explains: list[int] = []  # reasons asked for, per record (the envelope's "explain")
         dead: list[tuple[bytes, str]] = []
         for raw in records:
             # each record on its own: whatever it holds, it is scored or dead-lettered, and the batch goes on
             try:
-                clean, request_id, snapshot = self._prepare(shard_id, raw, dead)
+                clean, request_id, snapshot, explain = self._prepare(shard_id, raw, dead)
             except ServiceUnavailable:
                 raise  # the online store is down, not the record: the batch is re-read from its checkpoint
             except Exception as error:  # a bug this record reaches: never a crash loop on one record
@@ -144,17 +145,22 @@ class KinesisConsumer(ShardReader):
                 request_ids.append(request_id)
                 snapshots.append(snapshot)
                 raws.append(raw)
+                explains.append(explain)
         # one call gives the probabilities and the run that made them (a hot switch may land in between otherwise)
         service = self.scorer.model()
-        scored = self._score(shard_id, service, valid, request_ids, snapshots, raws, dead)
-        chances, run_id, id_column = scored.probabilities, scored.run_id, service.spec.id_column
-        features = service.spec.feature_columns
+        scored = self._score(shard_id, service, valid, [request_ids, snapshots, raws, explains], dead)
+        chances, run_id, id_column = scored.probabilities, scored.run_id, scored.spec.id_column
+        features = scored.spec.feature_columns
+        reasons = scored.explain(explains) if any(explains) else [None] * len(explains)
         results = [
             {"request_id": rid, "churn chance": float(p), "model_run_id": run_id}
             | ({id_column: record[id_column]} if id_column and record.get(id_column) is not None else {})
             | ({"snapshot": snapshot} if snapshot is not None else {})
             | ({"missing": absent} if (absent := [f for f in features if record.get(f) is None]) else {})
-            for rid, p, record, snapshot in zip(request_ids, chances, scored.records, snapshots, strict=True)
+            | ({"explanation": why} if why is not None else {})
+            for rid, p, record, snapshot, why in zip(
+                request_ids, chances, scored.records, snapshots, reasons, strict=True
+            )
         ]
         if results:
             put_all(
@@ -165,7 +171,8 @@ class KinesisConsumer(ShardReader):
             )
         if dead:
             put_all(self.kinesis_client, self.settings.kinesis_dead_letter_stream, dead, attempts=self.put_attempts)
-        self.scorer.publish(scored, request_ids)  # after the results are written: a failed batch is not logged
+        # after the results are written (a failed batch is not logged), under ids a replay derives again
+        self.scorer.publish(scored, request_ids, [self._prediction_id(shard_id, raw) for raw in raws])
         # the prediction log must hold this batch (written or spooled) before the checkpoint moves past it,
         # or a SIGKILL here would lose log entries the results stream already has
         for sink in self.sinks:
@@ -183,13 +190,14 @@ class KinesisConsumer(ShardReader):
 
     def _prepare(
         self, shard_id: str, raw: dict[str, Any], dead: list[tuple[bytes, str]]
-    ) -> tuple[dict[str, Any] | None, str, str | None]:
-        """One record: (clean record, request id, snapshot), or (None, ...) with its dead letter added to `dead`."""
+    ) -> tuple[dict[str, Any] | None, str, str | None, int]:
+        """One record: (clean record, request id, snapshot, reasons asked for), or (None, ...) with its dead letter
+        added to `dead`."""
         try:
             envelope = parse_envelope(raw["Data"], derived_request_id(shard_id, raw["SequenceNumber"]))
         except EnvelopeError as error:
             dead.append(self._dead(shard_id, raw, error.field, str(error), error.request_id, error.kind))
-            return None, "", None
+            return None, "", None, 0
         record, snapshot = envelope.record, None
         if envelope.customer_id is not None:
             row = self._online_row(envelope.customer_id)  # a dead store: ServiceUnavailable, batch retried
@@ -199,7 +207,7 @@ class KinesisConsumer(ShardReader):
                     "(run `make materialize` after loading new data)"
                 )
                 dead.append(self._dead(shard_id, raw, CUSTOMER_KEY, reason, envelope.request_id, "unknown_customer"))
-                return None, "", None
+                return None, "", None, 0
             id_column = self.service.spec.id_column
             record = {**row.features, **({id_column: row.customer_id} if id_column else {})}
             snapshot = row.snapshot
@@ -207,23 +215,23 @@ class KinesisConsumer(ShardReader):
             clean = self.service.check(record)
         except RecordError as error:
             dead.append(self._dead(shard_id, raw, error.field, str(error), envelope.request_id, "record"))
-            return None, "", None
-        return clean, envelope.request_id, snapshot
+            return None, "", None, 0
+        return clean, envelope.request_id, snapshot, envelope.explain
 
     def _score(
         self,
         shard_id: str,
         service: Any,
         valid: list[dict[str, Any]],
-        request_ids: list[str],
-        snapshots: list[str | None],
-        raws: list[dict[str, Any]],
+        beside: list[list[Any]],
         dead: list[tuple[bytes, str]],
     ) -> Scored:
         """The batch scored in one call; if that fails, record by record, and a record that fails alone is a dead
-        letter (the lists are trimmed to the records that were scored)."""
+        letter (`valid` and the lists `beside` it, [request ids, snapshots, raws, explains], are trimmed to the
+        records that were scored)."""
+        request_ids, raws = beside[0], beside[2]
         if not valid:
-            return Scored([], np.empty(0), service.run_id, service.spec)
+            return Scored([], np.empty(0), service.run_id, service.spec, service.bundle)
         try:
             return self.scorer.predict(service, valid)
         except ServiceUnavailable:
@@ -242,10 +250,15 @@ class KinesisConsumer(ShardReader):
                 dead.append(self._dead(shard_id, raws[i], "(record)", reason, request_ids[i], "internal"))
                 continue
             kept.append(i)
-        valid[:] = [valid[i] for i in kept]
-        request_ids[:] = [request_ids[i] for i in kept]
-        snapshots[:] = [snapshots[i] for i in kept]
-        return Scored(valid, np.asarray(chances, dtype=float), service.run_id, service.spec)
+        for column in (valid, *beside):
+            column[:] = [column[i] for i in kept]
+        return Scored(valid, np.asarray(chances, dtype=float), service.run_id, service.spec, service.bundle)
+
+    def _prediction_id(self, shard_id: str, raw: dict[str, Any]) -> str:
+        """The record's prediction id, the same on every read of it (arrival time + shard and sequence number)."""
+        arrived = raw.get("ApproximateArrivalTimestamp")
+        millis = int(arrived.timestamp() * 1000) if hasattr(arrived, "timestamp") else 0
+        return derived_id(millis, f"{self.stream}/{shard_id}/{raw['SequenceNumber']}")
 
     def _dead(
         self, shard_id: str, raw: dict[str, Any], field_name: str, reason: str, request_id: str | None, kind: str

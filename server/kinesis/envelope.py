@@ -4,6 +4,9 @@
     {<one record>}                                    a bare record: request id `<shard id>:<sequence number>`
     {"request_id": "...", "customer_id": "..."}       score the customer's features from the online store
 
+Any envelope may add "explain": k (a whole number, or "all"): the result then carries the k top reasons
+(mlops.explain).
+
 The shape of the original design is also accepted: {"customer_id": ..., "customer": {...}}, with customer_id as the
 request id. A record that cannot be parsed raises EnvelopeError naming the field; the consumer dead-letters it.
 """
@@ -17,12 +20,14 @@ from typing import Any
 
 from mlops.contract.rules import customer_id
 from mlops.contract.text import TextError, loads_text
+from mlops.explain import ExplainError, explain_count
 
 MAX_PARTITION_KEY = 256  # Kinesis' limit on a partition key, which the request id becomes
 ENVELOPES = (
     ("request_id", "record"),
     ("customer_id", "customer"),
 )  # (id key, record key), first is the documented
+EXPLAIN_KEY = "explain"
 CUSTOMER_KEY = "customer_id"  # with "request_id" and no record: the customer's features from the online store
 
 
@@ -31,6 +36,7 @@ class Envelope:
     request_id: str
     record: Any
     customer_id: str | None = None  # {"request_id", "customer_id"} and no record: score from the online store
+    explain: int = 0  # how many reasons the result carries (mlops.explain)
 
 
 @dataclass(frozen=True)
@@ -80,21 +86,25 @@ def parse_envelope(data: bytes, derived_id: str | None = None) -> Envelope:
             'missing; expected {"request_id": "...", "record": {...}} (or "customer_id"/"customer")',
         )
     by_id = id_key == "request_id" and CUSTOMER_KEY in body and record_key not in body
-    allowed = {id_key, CUSTOMER_KEY} if by_id else {id_key, record_key}
+    allowed = {id_key, CUSTOMER_KEY, EXPLAIN_KEY} if by_id else {id_key, record_key, EXPLAIN_KEY}
     unknown = sorted(set(body) - allowed)
     if unknown:
-        expected = f"'{id_key}' and '{record_key}' (or '{CUSTOMER_KEY}' instead of '{record_key}')"
+        expected = f"'{id_key}' and '{record_key}' (or '{CUSTOMER_KEY}' instead of '{record_key}'), and '{EXPLAIN_KEY}'"
         raise EnvelopeError(unknown[0], f"unknown envelope field; expected only {expected}")
     request_id = (
         _request_id(body.get(id_key), id_key) if body.get(id_key) is not None or derived_id is None else derived_id
     )
+    try:
+        explain = explain_count(body.get(EXPLAIN_KEY))
+    except ExplainError as error:
+        raise EnvelopeError(EXPLAIN_KEY, str(error), request_id) from None
     if by_id:
-        return Envelope(request_id, None, _customer_id(body[CUSTOMER_KEY], request_id))
+        return Envelope(request_id, None, _customer_id(body[CUSTOMER_KEY], request_id), explain)
     if record_key not in body:
         raise EnvelopeError(
             record_key, f"missing (or send '{CUSTOMER_KEY}' to score from the online store)", request_id
         )
-    return Envelope(request_id, body[record_key])
+    return Envelope(request_id, body[record_key], explain=explain)
 
 
 def _customer_id(value: Any, request_id: str) -> str:

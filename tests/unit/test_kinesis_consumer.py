@@ -6,6 +6,7 @@ The real-server proof (moto, a real model, SIGKILL and restart) is tests/integra
 from __future__ import annotations
 
 import json
+import types
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,6 +97,13 @@ class FakeService:
 
     def predict_with_run(self, records: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, str]:
         return self.predict_records(records), self.run_id
+
+    @property
+    def bundle(self) -> Any:  # what Scored keeps: the run and spec of the model that answered
+        return types.SimpleNamespace(run_id=self.run_id, spec=self.spec)
+
+    def predict_with_bundle(self, records: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, Any]:
+        return self.predict_records(records), self.bundle
 
 
 class ListSink:

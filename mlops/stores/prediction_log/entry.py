@@ -26,16 +26,18 @@ def make_entry(
     request_id: str,
     timestamp: datetime | str | None = None,
     customer_id: str | None = None,
+    prediction_id: str | None = None,
 ) -> dict[str, Any]:
     """One log entry; JSON-ready (the timestamp is an ISO 8601 UTC string with microseconds, so it sorts).
 
-    `customer_id` (the spec's id column, when the record carried it) is what an outcome by customer joins on.
+    `customer_id` (the spec's id column, when the record carried it) is what an outcome by customer joins on;
+    `prediction_id` is given where a replay must log the same entry (Kinesis), else new.
     """
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
     stamp = iso(timestamp) if isinstance(timestamp, datetime) else timestamp or utc_now_iso()
     return {
-        "prediction_id": new_id(),
+        "prediction_id": prediction_id or new_id(),
         "request_id": request_id,
         "customer_id": customer_id,
         "timestamp": stamp,

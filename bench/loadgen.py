@@ -74,20 +74,21 @@ def run_wrk(
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")  # the query too (?explain=3)
     bodies_file = scratch / f"bodies-{abs(hash(tuple(bodies))) % 10**8}.jsonl"
     if not bodies_file.exists():
         bodies_file.write_bytes(b"\n".join(b.replace(b"\n", b" ") for b in bodies) + b"\n")
     env = {
         **os.environ,
         "WRK_BODIES": str(bodies_file),
-        "WRK_PATH": parts.path or "/",
+        "WRK_PATH": target,
         "WRK_RATE": f"{rate:.3f}" if rate else "0",
         "WRK_API_KEY": api_key or "",
     }
     base = f"{parts.scheme}://{parts.netloc}"
     duration = f"-d{max(1, round(seconds))}s"
     wrk = [wrk_binary(), "-t1", f"-c{connections}", duration, "--timeout", "10s", "-s", str(SCRIPT)]
-    command = pinned([*wrk, base + (parts.path or "/")], core)
+    command = pinned([*wrk, base + target], core)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     finished = subprocess.run(command, env=env, capture_output=True, text=True, check=False, timeout=seconds + 60)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -21,6 +21,7 @@ from server.api.hooks import install_hooks
 from server.api.meta import meta_blueprint
 from server.api.outcomes import outcomes_blueprint
 from server.api.predict import predict_blueprint
+from server.api.predictions import predictions_blueprint
 from server.api.state import ApiState
 from server.api.v2 import v2_blueprint
 from server.shadow import shadow_for
@@ -78,6 +79,7 @@ def create_app(
         outcomes_blueprint(state),
         admin_blueprint(state, access, reread_settings or (lambda: settings)),
         meta_blueprint(state),
+        predictions_blueprint(state),
     ):
         app.register_blueprint(blueprint)
     return app

@@ -86,6 +86,18 @@ def test_every_entry_point_explains_alike_and_the_reference_requests_work(
             http += answer.json()
         top = requests.post(f"{api.url}/predict?explain=3", json=records[:100], timeout=60).json()
         reference = requests.post(f"{api.url}/predict", json=REFERENCE_BODY, timeout=30)
+        # decision replay: the logged input, the run that answered, the same reasons recomputed
+        sent = requests.post(
+            f"{api.url}/predict?explain=3", json=records[:3], headers={"X-Request-ID": "replay-me"}, timeout=30
+        ).json()
+        replays: list[dict[str, Any]] = []
+
+        def replayed() -> bool:
+            answer = requests.get(f"{api.url}/predictions/replay-me?explain=3", timeout=30)
+            replays[:] = answer.json().get("predictions", []) if answer.status_code == 200 else []
+            return len(replays) == 3
+
+        wait_until(replayed, 30, "the request in the prediction log")
     finally:
         stop_process(api.process)
     chances = np.array([a["churn chance"] for a in http])
@@ -96,6 +108,10 @@ def test_every_entry_point_explains_alike_and_the_reference_requests_work(
     assert reference.status_code == 200, reference.text
     absent = {"months_inactive_12_mon", "contacts_count_12_mon", "avg_open_to_buy", "total_amt_chng_q4_q1"}
     assert absent <= set(reference.json()["missing"])
+    for answer, replay in zip(sent, replays, strict=True):
+        assert replay["model_run_id"] == trained_run_id and replay["source"] == "http"
+        assert replay["replayed churn chance"] == answer["churn chance"] == replay["churn chance"]
+        assert replay["explanation"] == answer["explanation"]
 
     # batch: the frame path, its Parquet columns
     inputs = folder / "in"

@@ -20,6 +20,7 @@ from mlops.explain import ExplainError, explain_count, explain_records
 from mlops.model_service import ModelService
 from mlops.settings import load_settings
 from mlops.stores.ids import derived_id
+from mlops.stores.prediction_log import SQLiteStore, make_entry
 from server.api import create_app
 from server.api.v2_tensors import input_metadata
 from server.kinesis.envelope import parse_envelope
@@ -138,3 +139,26 @@ def test_http_and_v2_answer_the_same_reasons(service: ModelService, records: lis
     assert bad.status_code == 400 and bad.get_json()["field"] == "explain"
     bad_v2 = client.post(f"/v2/models/{name}/infer", json={"inputs": inputs, "parameters": {"explain": -2}})
     assert bad_v2.status_code == 400 and bad_v2.get_json()["field"] == "parameters.explain"
+
+
+def test_a_logged_decision_is_replayed_with_its_reasons(
+    service: ModelService, records: list[Any], tmp_path: Path
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    settings = load_settings("local", state_dir=tmp_path, prediction_log_uri=uri, api_key=None)
+    client = create_app(settings, service=service, sinks=[]).test_client()
+    chances = service.predict_records(records[:2])
+    store = SQLiteStore(uri)
+    store.write_many(
+        [make_entry(r, p, service.run_id, "http", "req-1") for r, p in zip(records[:2], chances, strict=True)]
+    )
+    answer = client.get("/predictions/req-1?explain=2")
+    assert answer.status_code == 200, answer.get_json()
+    decisions = answer.get_json()["predictions"]
+    assert [d["churn chance"] for d in decisions] == pytest.approx(list(chances), abs=1e-12)
+    assert [d["replayed churn chance"] for d in decisions] == pytest.approx(list(chances), abs=1e-12)
+    assert [d["explanation"] for d in decisions] == explain_records(service.bundle, records[:2], 2)
+    assert all(d["model_run_id"] == service.run_id and d["input"] for d in decisions)
+    missing = client.get("/predictions/nobody")
+    assert missing.status_code == 404 and missing.get_json()["field"] == "request_id"
+    assert client.get("/predictions/req-1?model=yesterday").status_code == 400

@@ -87,6 +87,17 @@ class MongoStore:
             document["timestamp"] = as_utc(document["timestamp"])
         return list(reversed(found))
 
+    def by_request(self, request_id: str, limit: int) -> list[dict[str, Any]]:
+        """The entries logged under one request id (indexed), oldest first."""
+        try:
+            cursor = self._db[PREDICTIONS].find({"request_id": request_id}, {"_id": 0}).sort([("timestamp", 1)])
+            found = list(cursor.limit(int(limit)))
+        except self._errors as error:
+            raise unavailable(WHAT, SETTING, self.uri, error) from error
+        for document in found:
+            document["timestamp"] = as_utc(document["timestamp"])
+        return found
+
     def count(self) -> int:
         try:
             return int(self._db[PREDICTIONS].count_documents({}))

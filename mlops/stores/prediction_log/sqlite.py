@@ -79,6 +79,11 @@ class SQLiteStore:
         insert = f"INSERT OR IGNORE INTO {PREDICTIONS} VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         self.file.write(lambda c: in_transaction(c, lambda t: t.executemany(insert, rows)))
 
+    def by_request(self, request_id: str, limit: int) -> list[dict[str, Any]]:
+        """The entries logged under one request id (indexed), oldest first: what a decision replay reads."""
+        query = f"SELECT * FROM {PREDICTIONS} WHERE request_id = ? ORDER BY timestamp, rowid LIMIT ?"
+        return self._decoded(query, [request_id, int(limit)])
+
     def read(self, since: datetime, until: datetime | None, limit: int | None) -> list[dict[str, Any]]:
         query = f"SELECT * FROM {PREDICTIONS} WHERE timestamp >= ?"
         params: list[Any] = [iso(since)]
@@ -89,7 +94,9 @@ class SQLiteStore:
         if limit is not None:
             query += " LIMIT ?"
             params.append(int(limit))
+        return list(reversed(self._decoded(query, params)))
 
+    def _decoded(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
         def read(connection: sqlite3.Connection) -> list[dict[str, Any]]:
             connection.row_factory = sqlite3.Row
             rows, unreadable = [], 0
@@ -108,7 +115,7 @@ class SQLiteStore:
                 log.warning("prediction log %s: %d unreadable row(s) skipped", self.file.path, unreadable)
             return rows
 
-        return list(reversed(self.file.run(read)))
+        return self.file.run(read)
 
     def count(self) -> int:
         return int(self.file.run(lambda c: c.execute(f"SELECT COUNT(*) FROM {PREDICTIONS}").fetchone()[0]))

@@ -112,6 +112,7 @@ def openapi_document(spec: FeatureSpec, max_records: int, max_body_bytes: int) -
             "/predict": {
                 "post": {
                     "summary": "Churn chance of one record, or of a list of records (answered in order)",
+                    "parameters": [EXPLAIN_PARAMETER],
                     "requestBody": {
                         "required": True,
                         "description": f"at most {max_body_bytes} bytes",
@@ -201,6 +202,21 @@ def openapi_document(spec: FeatureSpec, max_records: int, max_body_bytes: int) -
                     },
                 }
             },
+            "/predictions/{request_id}": {
+                "get": {
+                    "summary": "Decision replay: the logged input, the run that answered, its reasons recomputed",
+                    "parameters": [
+                        {"name": "request_id", "in": "path", "required": True, "schema": {"type": "string"}},
+                        EXPLAIN_PARAMETER,
+                        {"name": "model", "in": "query", "schema": {"enum": ["champion"]}},
+                    ],
+                    "responses": {
+                        "200": answer("every prediction logged under the request id", {"type": "object"}),
+                        "404": answer("nothing is logged under this request id", error),
+                        "503": answer("the prediction store or MLflow is unreachable", error),
+                    },
+                }
+            },
             "/health": {
                 "get": {
                     "summary": "200 once a model is loaded (its run id and where it came from); 503 before",
@@ -218,6 +234,8 @@ def openapi_document(spec: FeatureSpec, max_records: int, max_body_bytes: int) -
                     "properties": {
                         "churn chance": {"type": "number", "minimum": 0, "maximum": 1},
                         "model_run_id": {"type": "string"},
+                        "missing": {"type": "array", "items": {"type": "string"}},
+                        "explanation": {"type": "object", "description": "with ?explain=k: bias, contributions"},
                     },
                     "required": ["churn chance", "model_run_id"],
                 },
@@ -255,6 +273,14 @@ def openapi_document(spec: FeatureSpec, max_records: int, max_body_bytes: int) -
             }
         },
     }
+
+
+EXPLAIN_PARAMETER = {
+    "name": "explain",
+    "in": "query",
+    "description": "the k largest feature contributions (log-odds, exact TreeSHAP) with each answer; 'all' for every",
+    "schema": {"anyOf": [{"type": "integer", "minimum": 0}, {"const": "all"}]},
+}
 
 
 def v2_openapi_paths(spec: FeatureSpec, model_name: str) -> dict[str, Any]:

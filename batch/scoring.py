@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import xgboost as xgb
 
 from mlops.data import DataError, clean
-from mlops.explain import feature_contributions, top_reasons
+from mlops.explain import explain_encoded
 from mlops.model import ModelBundle
 from mlops.spec import FeatureSpec, normalize_name
 
@@ -280,14 +280,6 @@ def _output_table(
     return pa.table(columns)
 
 
-def _explanations(bundle: ModelBundle, matrix: np.ndarray, frame: pd.DataFrame, k: int) -> list[dict[str, Any]]:
-    """The k top reasons of every row of a block (one `pred_contribs` call), values from the clean frame."""
-    contributions, bias = feature_contributions(bundle, matrix)
-    features = bundle.spec.feature_columns
-    rows = frame[features].to_dict("records")
-    return [top_reasons(c, b, r, features, k) for c, b, r in zip(contributions, bias, rows, strict=True)]
-
-
 def score_frames(
     bundle: ModelBundle,
     tables: Sequence[tuple[str, pa.Table]],
@@ -323,7 +315,9 @@ def score_frames(
         whole = cleaned[0][1] if len(cleaned) == 1 else pd.concat([c for _, c in cleaned], ignore_index=True)
         matrix = bundle.encoder.encode_frame(whole)
         probabilities = bundle.predict_encoded(matrix)
-        reasons = _explanations(bundle, matrix, whole, explain) if explain else None
+        # the same reasons as the record path, values from the clean frame (one `pred_contribs` call per block)
+        rows = whole[spec.feature_columns].to_dict("records") if explain else []
+        reasons = explain_encoded(bundle, matrix, rows, explain) if explain else None
         start = 0
         for name, part in cleaned:
             stop = start + len(part)

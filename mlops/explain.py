@@ -85,6 +85,17 @@ def top_reasons(
     return {"bias": float(bias), "contributions": listed, "other": other, "units": UNITS}
 
 
+def explain_encoded(
+    bundle: ModelBundle, matrix: np.ndarray, values: Sequence[Mapping[str, Any]], k: int | Sequence[int]
+) -> list[dict[str, Any]]:
+    """Explanations of an encoded matrix whose rows hold `values` (records, or a clean frame's rows: batch), with
+    `k` reasons each or one k per row."""
+    contributions, bias = feature_contributions(bundle, matrix)
+    counts = [k] * len(values) if isinstance(k, int) else k
+    features = bundle.spec.feature_columns
+    return [top_reasons(c, b, v, features, n) for c, b, v, n in zip(contributions, bias, values, counts, strict=True)]
+
+
 def explain_records(
     bundle: ModelBundle, records: Sequence[Mapping[str, Any]], k: int | Sequence[int]
 ) -> list[dict[str, Any] | None]:
@@ -96,10 +107,9 @@ def explain_records(
     if not wanted:
         return out
     chosen = [records[i] for i in wanted]
-    contributions, bias = feature_contributions(bundle, bundle.encoder.encode_records(chosen))
-    features = bundle.spec.feature_columns
-    for row, i in enumerate(wanted):
-        out[i] = top_reasons(contributions[row], bias[row], records[i], features, counts[i])
+    explained = explain_encoded(bundle, bundle.encoder.encode_records(chosen), chosen, [counts[i] for i in wanted])
+    for i, explanation in zip(wanted, explained, strict=True):
+        out[i] = explanation
     return out
 
 

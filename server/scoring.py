@@ -52,12 +52,10 @@ class Scored(NamedTuple):
     probabilities: np.ndarray  # float64, in the records' order
     run_id: str
     spec: FeatureSpec
-    bundle: ModelBundle | None = None
+    bundle: ModelBundle
 
     def explain(self, k: int | Sequence[int]) -> list[dict[str, Any] | None]:
         """Each record's k top reasons (mlops.explain), or one k per record; None where k is 0."""
-        if self.bundle is None:
-            raise RuntimeError("this Scored carries no model to explain with")
         return explain_records(self.bundle, self.records, k)
 
 

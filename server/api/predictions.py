@@ -61,7 +61,11 @@ def predictions_blueprint(state: ApiState) -> Blueprint:
             bundle = load_bundle(state.settings, run_id)
         except ServiceUnavailable as error:
             raise ApiError(503, "model registry unavailable", f"cannot load run {run_id}: {error}") from None
-        except Exception as error:  # a run MLflow no longer holds
+        except MlflowException as error:
+            if not registry.is_absent(error):
+                raise ApiError(503, "model registry unavailable", f"cannot load run {run_id}: {error}") from None
+            raise ApiError(410, "model gone", f"run {run_id} is not in MLflow any more: {error}") from None
+        except Exception as error:  # no model folder in the run, an unreadable booster
             raise ApiError(
                 410, "model gone", f"run {run_id} cannot be loaded any more: {type(error).__name__}: {error}"
             ) from None

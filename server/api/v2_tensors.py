@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from mlops import json_text
 from server.api.body import parse_json
 from server.api.errors import ApiError
 
@@ -204,8 +205,6 @@ def explain_parameter(body: dict[str, Any], wanted: frozenset[str]) -> Any:
 
 
 def explanation_output(explanations: list[Any]) -> dict[str, Any]:
-    from mlops import json_text
-
     data = [json_text.dumps(e).decode() for e in explanations]
     return {
         "name": EXPLANATION,

@@ -25,6 +25,7 @@ from mlops.settings import Settings
 from mlops.stores.prediction_log import SQLiteStore
 from native.throwaway import stop_process
 from tests.support.api import MAX_RECORDS, start_api
+from tests.support.explain import assert_sums_to_logit
 from tests.support.kinesis import Consumer, make_streams, put_envelopes, read_stream, wait_until
 
 pytestmark = pytest.mark.integration
@@ -43,17 +44,6 @@ REFERENCE_BODY = {  # the reference design's `curl -X POST :9696/predict` body, 
     "credit_limit": 12691.0,
     "total_revolving_bal": 777,
 }
-
-
-def close_to_logit(explanations: list[dict[str, Any]], chances: np.ndarray, what: str) -> None:
-    """bias + contributions (+ the rest) == logit(p), to XGBoost's float32 sums and the answer's float32 resolution."""
-    total = np.array(
-        [e["bias"] + e["other"] + sum(c["contribution"] for c in e["contributions"]) for e in explanations]
-    )
-    logit = np.log(chances / (1 - chances))
-    resolution = np.spacing(chances.astype(np.float32)).astype(np.float64) / (chances * (1 - chances))
-    gap = np.abs(total - logit)
-    assert (gap <= 1e-5 * (1 + np.abs(logit)) + 2 * resolution).all(), f"{what}: worst gap {gap.max()}"
 
 
 def by_feature(explanation: dict[str, Any]) -> dict[str, float]:
@@ -101,7 +91,7 @@ def test_every_entry_point_explains_alike_and_the_reference_requests_work(
     finally:
         stop_process(api.process)
     chances = np.array([a["churn chance"] for a in http])
-    close_to_logit([a["explanation"] for a in http], chances, "http")
+    assert_sums_to_logit([a["explanation"] for a in http], chances, "http")
     for answer in top:
         sizes = [abs(c["contribution"]) for c in answer["explanation"]["contributions"]]
         assert len(sizes) == 3 and sizes == sorted(sizes, reverse=True)
@@ -145,7 +135,7 @@ def test_every_entry_point_explains_alike_and_the_reference_requests_work(
     finally:
         stop_process(consumer.process)
     stream = [results[f"x-{i:04d}"] for i in range(N)]
-    close_to_logit([r["explanation"] for r in stream], np.array([r["churn chance"] for r in stream]), "kinesis")
+    assert_sums_to_logit([r["explanation"] for r in stream], np.array([r["churn chance"] for r in stream]), "kinesis")
 
     # the same contributions from every entry point
     for i in range(N):

@@ -24,6 +24,7 @@ from mlops.stores.prediction_log import SQLiteStore, make_entry
 from server.api import create_app
 from server.api.v2_tensors import input_metadata
 from server.kinesis.envelope import parse_envelope
+from tests.support.explain import assert_sums_to_logit
 
 N_RECORDS = 1000
 
@@ -46,25 +47,12 @@ def records(service: ModelService, frame: pd.DataFrame) -> list[dict[str, Any]]:
     return service.validate(rows)
 
 
-def logit_tolerance(p: np.ndarray, margin: np.ndarray) -> np.ndarray:
-    """XGBoost's float32 accumulation (~2e-6 x (1 + |margin|) measured) and the answer's own float32 resolution,
-    which at p near 0 or 1 is coarse in log-odds."""
-    resolution = np.spacing(p.astype(np.float32)).astype(np.float64) / (p * (1 - p))
-    return 1e-5 * (1 + np.abs(margin)) + 2 * resolution
-
-
-def totals(explanations: list[dict[str, Any]]) -> np.ndarray:
-    return np.array([e["bias"] + e["other"] + sum(c["contribution"] for c in e["contributions"]) for e in explanations])
-
-
 def test_contributions_and_bias_are_the_logit_of_the_answer(service: ModelService, records: list[Any]) -> None:
     p = service.predict_records(records)
-    logit = np.log(p / (1 - p))
     for k in (len(service.spec.feature_columns), 3):  # every feature, and the top 3 with the rest in `other`
         explained = explain_records(service.bundle, records, k)
         assert len(explained) == N_RECORDS
-        gap = np.abs(totals(explained) - logit)
-        assert (gap <= logit_tolerance(p, logit)).all(), f"k={k}: worst gap {gap.max()}"
+        assert_sums_to_logit(explained, p, f"k={k}")
     every = explain_records(service.bundle, records, explain_count("all", len(service.spec.feature_columns)))
     assert all(e["other"] == 0.0 for e in every)
 

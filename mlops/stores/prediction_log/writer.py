@@ -289,10 +289,6 @@ class PredictionLog:
         """
         return self.store.read(since, until, limit)
 
-    def by_request(self, request_id: str, limit: int = 1000) -> list[dict[str, Any]]:
-        """The entries of one request, oldest first (a batch request logs one per record)."""
-        return self.store.by_request(request_id, limit)
-
     def count(self) -> int:
         return self.store.count()
 

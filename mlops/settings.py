@@ -178,6 +178,9 @@ class Settings(BaseSettings):
     drift_min_rows: int = Field(default=300, ge=1, description="below this, drift says 'not enough data'")
     drift_interval_seconds: float = Field(default=10.0, ge=0, description="min seconds between drift computations")
     report_window_hours: float = Field(default=3.0, gt=0, description="predictions a drift report looks back over")
+    report_drivers_sample: int = Field(
+        default=5000, ge=1, description="predictions a report explains for its drivers-of-risk section (seeded sample)"
+    )
 
     # --- outcomes and realized performance ---
     outcome_window_size: int = Field(

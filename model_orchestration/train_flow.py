@@ -21,15 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 from mlflow.tracking import MlflowClient
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
-from mlops import aws, registry, training
+from mlops import aws, drivers, registry, training
 from mlops.data import LABEL, DataError, quality_summary
 from mlops.feature_store import FeatureStore, Snapshot
-from mlops.model import MODEL_ARTIFACT, input_example, log_model
+from mlops.model import MODEL_ARTIFACT, ModelBundle, input_example, log_model
 from mlops.promoting import PromotionError, judge
 from mlops.settings import PROJECT_ROOT, Settings, load_flow_settings
 from mlops.spec import FeatureSpec, SpecError
@@ -122,6 +123,7 @@ def refit_and_register(
     test_metrics = training.score(data.y_test, booster.inplace_predict(data.x_test))
     mlflow.log_params({f"best_{k}": v for k, v in params.items()} | {"best_rounds": rounds})
     mlflow.log_metrics({f"test_{k}": v for k, v in test_metrics.items()})
+    importance = log_global_importance(ModelBundle(booster, data.spec), data.x_test)
     with tempfile.TemporaryDirectory() as workdir:
         info = log_model(booster, data.spec, Path(workdir), input_example(data.test_frame, data.spec))
     model_uri = f"runs:/{run_id}/{MODEL_ARTIFACT}"
@@ -135,11 +137,23 @@ def refit_and_register(
         description=(
             f"XGBoost tuned by hyperopt on spec '{data.spec.name}', data snapshot {data_hash}. Test set "
             f"({data.sizes['test']} rows): ROC AUC {test_metrics['roc_auc']:.4f}, PR AUC {test_metrics['pr_auc']:.4f}, "
-            f"Brier {test_metrics['brier']:.4f}, F1 {test_metrics['f1']:.4f}. Run {run_id}."
+            f"Brier {test_metrics['brier']:.4f}, F1 {test_metrics['f1']:.4f}. {drivers.describe_top(importance)} "
+            f"Run {run_id}."
         ),
     )
     get_run_logger().info("test ROC AUC %.4f; registered %s version %s", test_metrics["roc_auc"], name, version)
     return model_uri, version, test_metrics
+
+
+def log_global_importance(bundle: ModelBundle, held_out: np.ndarray) -> dict[str, float]:
+    """Each feature's mean |contribution| on the held-out set, logged as a document and a bar chart of the run;
+    the report compares live traffic with it (mlops/drivers.py)."""
+    document = drivers.importance_document(bundle, held_out, "held-out test set")
+    mlflow.log_dict(document, drivers.IMPORTANCE_ARTIFACT)
+    title = f"Drivers of churn risk, held-out set ({document['rows']} rows)"
+    mlflow.log_figure(drivers.importance_figure(document["importance"], title), drivers.IMPORTANCE_PLOT)
+    get_run_logger().info("%s", drivers.describe_top(document["importance"]))
+    return document["importance"]
 
 
 @flow(name=FLOW_NAME, log_prints=True)

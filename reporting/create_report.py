@@ -7,7 +7,9 @@ With fewer than DRIFT_MIN_ROWS predictions in the window it writes nothing, says
 period is not a failure). When at least OUTCOME_MIN_LABELS of the window's predictions are settled by outcomes,
 the report gains a classification-quality section (Evidently's ClassificationPreset, `quality_report-*.html`,
 embedded) and the index its realized ROC AUC. Every written report's summary also goes into the prediction store
-(`write_summary`). Tasks are thin wrappers over reporting/report.py.
+(`write_summary`). A "drivers of risk" section compares the window's mean |contribution| per feature, from the
+window's main model on a bounded sample (REPORT_DRIVERS_SAMPLE), with the one its training run logged
+(reporting/drivers.py). Tasks are thin wrappers over reporting/report.py and reporting/drivers.py.
 """
 
 from __future__ import annotations
@@ -23,12 +25,14 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 
+from mlops.drivers import logged_importance
+from mlops.model_service import load_bundle
 from mlops.settings import Settings, load_flow_settings
 from mlops.spec import FeatureSpec
 from mlops.stores.prediction_log import open_store
 from monitoring.evidently_service.drift import Reference, prepare_reference
 from monitoring.evidently_service.reference import ReferenceLoader
-from reporting import report
+from reporting import drivers, report
 
 FLOW_NAME = "create_report"
 
@@ -59,6 +63,31 @@ def load_reference(settings: Settings, spec: FeatureSpec, run_id: str | None) ->
     return prepare_reference(frame, spec, source)
 
 
+@task(name="drivers of risk", cache_policy=NONE)
+def explain_window(settings: Settings, current: Any, run_id: str | None) -> drivers.Drivers:
+    """Live mean |contribution| of the window's main model beside its training figures; any failure here costs
+    the section its table (it says why), never the report."""
+    logger = get_run_logger()
+    if run_id is None:
+        return drivers.Drivers(None, why="no model run is named in the window's predictions: nothing to explain")
+    try:
+        bundle = load_bundle(settings, run_id)
+    except Exception as error:  # MLflow unreachable, the run or its artifacts gone, an unreadable booster
+        why = f"the model of run {run_id} could not be loaded ({type(error).__name__}: {error})"
+        logger.warning("drivers of risk left out: %s", why)
+        return drivers.Drivers(run_id, why=why)
+    why = None
+    try:
+        training = logged_importance(settings.mlflow_tracking_uri, run_id)
+    except Exception as error:
+        training, why = None, f"the training importance of run {run_id} could not be read ({error})"
+    if training is None and why is None:
+        why = f"run {run_id} logged no training importance (trained before it was logged): live figures only"
+    if why:
+        logger.warning("drivers of risk: %s", why)
+    return drivers.live_drivers(bundle, current, training, settings.report_drivers_sample, why)
+
+
 @task(name="write report", cache_policy=NONE)
 def write_report(
     settings: Settings,
@@ -68,20 +97,23 @@ def write_report(
     window: tuple[datetime, datetime],
     created: datetime,
     settled: list[dict[str, Any]],
+    explained: drivers.Drivers,
 ) -> report.ReportSummary:
     snapshot, result = report.build_report(current, reference, spec)
     folder = settings.reports_location
     filename = report.report_filename(created)
     report.write_report_html(snapshot, folder / filename)
     summary = report.summarize(filename, created, window, result, current, reference)
+    report.add_section(folder / filename, drivers.section(explained))
+    summary = replace(summary, top_drivers=explained.top, shifted_drivers=explained.shifted)
     quality = report.build_quality(settled, settings.outcome_min_labels)
     if isinstance(quality, report.NotEnough):
-        report.add_quality_section(folder / filename, report.quality_section(None, quality))
+        report.add_section(folder / filename, report.quality_section(None, quality))
     else:
         quality_snapshot, figures = quality
         quality_file = report.quality_filename(filename)
         report.write_report_html(quality_snapshot, folder / quality_file)
-        report.add_quality_section(folder / filename, report.quality_section(quality_file, figures))
+        report.add_section(folder / filename, report.quality_section(quality_file, figures))
         summary = replace(
             summary, settled=figures.labels, realized_roc_auc=round(figures.roc_auc, 6), quality_file=quality_file
         )
@@ -122,7 +154,8 @@ def create_report(
     current = report.entries_to_frame(entries, spec)
     reference = load_reference(settings, spec, report.main_run_id(current))
     settled = read_settled(settings, since, until)
-    summary = write_report(settings, spec, current, reference, (since, until), until, settled)
+    explained = explain_window(settings, current, report.main_run_id(current))
+    summary = write_report(settings, spec, current, reference, (since, until), until, settled, explained)
     store_summary(settings, summary.as_dict())
     path = settings.reports_location / summary.file
     logger.info(

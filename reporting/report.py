@@ -13,7 +13,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -69,6 +69,9 @@ class ReportSummary:
     settled: int = 0
     realized_roc_auc: float | None = None
     quality_file: str | None = None
+    # drivers of risk (reporting/drivers.py): the live top five, and features whose importance moved
+    top_drivers: list[str] = field(default_factory=list)
+    shifted_drivers: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -201,8 +204,8 @@ def quality_section(quality_file: str | None, figures: Performance | NotEnough) 
     )
 
 
-def add_quality_section(report_path: Path, section: str) -> None:
-    """Put the section right after the drift report's <body> tag (rewritten atomically)."""
+def add_section(report_path: Path, section: str) -> None:
+    """Put a section right after the drift report's <body> tag (rewritten atomically): the last added is on top."""
     page = report_path.read_text(encoding="utf-8")
     match = re.search(r"<body[^>]*>", page)
     at = match.end() if match else 0

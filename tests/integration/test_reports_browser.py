@@ -175,6 +175,44 @@ def test_browser_follows_the_index_to_a_rendered_drift_report(
     assert index_shot.exists()
 
 
+def test_the_report_compares_live_drivers_of_risk_with_training(
+    served_reports: dict[str, Any], report_env: dict[str, str], settings: Any, tmp_path: Path
+) -> None:
+    """The section's live figures are the served model's mean |contribution| over the logged inputs (all 400: the
+    sample bound is larger), its training figures the ones the run logged, each feature flagged by the same rule."""
+    from mlops.drivers import logged_importance
+    from mlops.explain import mean_abs_contributions
+    from mlops.model import ModelBundle
+    from mlops.registry import download_model
+
+    (summary,) = SQLiteStore(report_env["PREDICTION_LOG_URI"]).read_summaries()
+    page = rendered_text(
+        chromium(f"{served_reports['url']}/{summary['file']}", tmp_path / "profile", "--dump-dom").stdout
+    )
+    assert "Drivers of risk (live mean |contribution| vs training)" in page
+    section = page.split('id="drivers-of-risk"', 1)[1].split("</section>", 1)[0]
+    assert f"live over {ROWS} sampled predictions" in section
+    inputs = [
+        e["input"]
+        for e in SQLiteStore(report_env["PREDICTION_LOG_URI"]).read(datetime(2000, 1, 1, tzinfo=UTC), None, None)
+    ]
+    bundle = ModelBundle.from_model_dir(download_model(settings, served_reports["run_id"]))
+    live = mean_abs_contributions(bundle, bundle.encoder.encode_records(inputs))
+    training = logged_importance(settings.mlflow_tracking_uri, served_reports["run_id"])
+    assert training is not None
+    shown = re.findall(
+        r'<td>(\d+)</td><td>(\w+)</td><td class="num live">([\d.]+)</td><td class="num training">([\d.]+)</td>', section
+    )
+    assert [name for _, name, _, _ in shown] == list(live)  # every feature, by live importance
+    for _, name, live_text, training_text in shown:
+        assert float(live_text) == pytest.approx(live[name], abs=6e-5)
+        assert float(training_text) == pytest.approx(training[name], abs=6e-5)
+    assert summary["top_drivers"] == list(live)[:5]
+    assert set(summary["shifted_drivers"]) == {
+        f for f in live if training[f] and not (1 / 1.5 < live[f] / training[f] < 1.5)
+    }
+
+
 def test_the_report_has_a_classification_section_and_the_index_its_realized_auc(
     served_reports: dict[str, Any], tmp_path: Path, artifacts_dir: Path
 ) -> None:

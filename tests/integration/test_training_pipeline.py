@@ -68,6 +68,38 @@ def test_flow_logs_every_trial_and_registers_the_best(settings: Settings, traine
     assert "customer_age" in json.dumps(example)
 
 
+def test_the_run_logs_its_drivers_of_risk_and_the_version_names_the_top_five(
+    settings: Settings, trained_run_id: str, feature_snapshot: Any
+) -> None:
+    from mlops import training
+    from mlops.drivers import IMPORTANCE_ARTIFACT, IMPORTANCE_PLOT, logged_importance, top_drivers
+    from mlops.explain import mean_abs_contributions
+
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    assert {IMPORTANCE_ARTIFACT, IMPORTANCE_PLOT} <= {
+        a.path for a in client.list_artifacts(trained_run_id, "explanations")
+    }
+    plot = Path(client.download_artifacts(trained_run_id, IMPORTANCE_PLOT))
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 5_000
+    importance = logged_importance(settings.mlflow_tracking_uri, trained_run_id)
+    assert importance is not None
+    spec = FeatureSpec.load(PROJECT_ROOT / "features.yaml")
+    assert set(importance) == set(spec.feature_columns) and max(importance.values()) > 0
+    # the figures are the held-out set's, recomputed here from the snapshot and seed the run names
+    tags = client.get_run(trained_run_id).data.tags
+    store = FeatureStore(aws.client("s3", settings), settings)
+    frame = store.get_frame(store.resolve(spec.name, tags["data_hash"]), "train.parquet")
+    held_out = training.split_data(frame, spec, int(tags["split_seed"])).x_test
+    bundle = ModelBundle.from_model_dir(download_model(settings, trained_run_id))
+    again = mean_abs_contributions(bundle, held_out)
+    assert list(again) == list(importance)
+    np.testing.assert_allclose(list(again.values()), list(importance.values()), rtol=1e-9)
+    (version,) = client.search_model_versions(f"run_id = '{trained_run_id}'")
+    listed = version.description.split("Top drivers", 1)[1]
+    positions = [listed.index(f" {feature} ") for feature in top_drivers(importance)]
+    assert positions == sorted(positions), listed  # the five named, largest first
+
+
 def test_pyfunc_takes_raw_kaggle_rows_and_matches_the_fast_path(settings: Settings, trained_run_id: str) -> None:
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     pyfunc = mlflow.pyfunc.load_model(f"runs:/{trained_run_id}/model")

@@ -61,13 +61,14 @@ def _read_features(settings: Any, spec: Any) -> Any:
 
 
 def our_flow(settings: Any, trials: int) -> dict[str, float]:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import temporary_settings
 
+    from mlops.prefect_api import client_settings
     from model_orchestration.train_flow import model_tuning_and_uploading
 
     overrides = settings.flow_overrides(run_id=None)
     started = time.perf_counter()
-    with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
+    with temporary_settings(client_settings(settings)):
         result = model_tuning_and_uploading(max_evals=trials, env="local", settings_overrides=overrides)
     total = time.perf_counter() - started
     tuning = _tuning_seconds(settings, result["run_id"])

@@ -7,6 +7,7 @@ environment: everything else receives a `Settings` instance.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
@@ -19,6 +20,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Values that mean "nobody filled this in": `env=cloud` refuses to start with them.
 PLACEHOLDER_SECRETS = {"", "test", "changeme", "change-me", "placeholder", "xxx", "your-key", "your-secret"}
+
+
+# env=cloud needs these in every process (the drift key where DRIFT_SERVICE_URL is set); mlops/mlflow_server.py more
+CLOUD_CREDENTIALS = (
+    "mlflow_tracking_username",
+    "mlflow_tracking_password",
+    "prefect_api_auth_string",
+    "drift_service_key",
+)
 
 
 class ConfigurationError(RuntimeError):
@@ -64,9 +74,7 @@ class Settings(BaseSettings):
     aws_access_key_id: str | None = Field(
         default=None, description="empty: boto3's default chain (instance profile, ~/.aws); emulators get 'test'"
     )
-    aws_secret_access_key: str | None = Field(
-        default=None, description="empty: boto3's default chain; emulators get 'test'"
-    )
+    aws_secret_access_key: str | None = Field(default=None, description="empty: boto3's default chain")
     aws_endpoint_url: str | None = Field(
         default="http://127.0.0.1:4566", description="S3 + Kinesis endpoint (moto natively); empty = real AWS"
     )
@@ -89,6 +97,26 @@ class Settings(BaseSettings):
         default=None, description="empty: the spec's own registered model; set to serve a spec under another name"
     )
     run_id: str | None = Field(default=None, description="MLflow run whose model is served; empty = alias")
+
+    # --- control-plane credentials (mlops/control_plane.py, docs/security.md): secrets, from the environment ---
+    mlflow_admin_username: str = Field(default="admin", description="MLflow server's admin user (basic-auth app)")
+    mlflow_admin_password: str | None = Field(
+        default=None, description="MLflow admin password; set: the server runs its basic-auth app (env=cloud: required)"
+    )
+    mlflow_tracking_username: str | None = Field(
+        default=None, description="this process's MLflow user (the platform's writer unless its runtime says reader)"
+    )
+    mlflow_tracking_password: str | None = Field(default=None, description="password of MLFLOW_TRACKING_USERNAME")
+    mlflow_reader_username: str = Field(
+        default="mlops-reader", description="read-only MLflow user of the services that only read the registry"
+    )
+    mlflow_reader_password: str | None = Field(default=None, description="password of MLFLOW_READER_USERNAME")
+    prefect_api_auth_string: str | None = Field(
+        default=None, description="user:password Prefect's server requires and every client sends (env=cloud: required)"
+    )
+    drift_service_key: str | None = Field(
+        default=None, description="key the drift service requires on its write endpoints (x-service-key)"
+    )
 
     # --- Prefect ---
     prefect_api_url: str = Field(default="http://127.0.0.1:4200/api", description="Prefect server API")
@@ -233,6 +261,12 @@ class Settings(BaseSettings):
         "drift_service_url",
         "model_name",
         "mlflow_experiment",
+        "mlflow_admin_password",
+        "mlflow_tracking_username",
+        "mlflow_tracking_password",
+        "mlflow_reader_password",
+        "prefect_api_auth_string",
+        "drift_service_key",
         mode="before",
     )
     @classmethod
@@ -256,7 +290,22 @@ class Settings(BaseSettings):
                         f"env=cloud needs real AWS credentials: {name.upper()} is a placeholder; "
                         "set it in the environment (never in the repo)"
                     )
+            self._cloud_needs_control_plane_credentials()
         return self
+
+    def _cloud_needs_control_plane_credentials(self) -> None:
+        """env=cloud: no control plane open to whoever reaches it; every process refuses to start without them."""
+        for name in CLOUD_CREDENTIALS:
+            value = getattr(self, name)
+            if (value is None or value.strip().lower() in PLACEHOLDER_SECRETS) and (
+                name != "drift_service_key" or self.drift_service_url
+            ):
+                raise ConfigurationError(
+                    f"env=cloud needs {name.upper()}: the control planes refuse anonymous callers in the cloud; "
+                    "set it in the environment (GitHub secrets), never in the repo (docs/security.md)"
+                )
+        if self.prefect_api_auth_string and ":" not in self.prefect_api_auth_string:
+            raise ConfigurationError("PREFECT_API_AUTH_STRING must be user:password")
 
     @cached_property
     def prediction_log_location(self) -> str:
@@ -320,11 +369,22 @@ def load_settings(env: str | None = None, **overrides: object) -> Settings:
         raise ConfigurationError(f"env must be 'local' or 'cloud', got {chosen!r}")
     env_file = env_file_for(chosen)
     try:
-        return Settings(_env_file=env_file if env_file.exists() else None, env=chosen, **overrides)  # type: ignore[call-arg]
+        settings = Settings(_env_file=env_file if env_file.exists() else None, env=chosen, **overrides)  # type: ignore[call-arg]
     except ConfigurationError:
         raise
     except ValueError as error:  # pydantic.ValidationError is a ValueError
         raise ConfigurationError(f"invalid settings (from environment or {env_file.name}): {error}") from error
+    _credentials_reach_the_clients(settings, set(overrides))
+    return settings
+
+
+def _credentials_reach_the_clients(settings: Settings, given: set[str]) -> None:
+    """MLflow's client reads its credentials from the process environment only: ones read from `.env.<env>` are
+    put there (never replacing a value already set, nor a caller's override). Prefect's: prefect_api.prefect_at."""
+    for name in ("mlflow_tracking_username", "mlflow_tracking_password"):
+        value = getattr(settings, name)
+        if value and name not in given:
+            os.environ.setdefault(name.upper(), value)
 
 
 def load_flow_settings(env: str | None, overrides: Mapping[str, Any] | None) -> Settings:

@@ -13,13 +13,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import requests
 
+from mlops import mlflow_server
 from mlops.settings import PROJECT_ROOT, Settings, load_settings
 
 CONFIG = PROJECT_ROOT / "native" / "supervisord.conf"
@@ -32,6 +33,7 @@ class Program:
     name: str
     health_url: str | None  # None: "RUNNING" in supervisord is enough
     timeout_s: float = 90.0
+    ready: Callable[[], bool] | None = None  # a further readiness check after the probe (MLflow: its users exist)
 
 
 def _port(url: str, default: int) -> int:
@@ -44,7 +46,12 @@ def programs(settings: Settings) -> dict[str, Program]:
     prefect = _port(settings.prefect_api_url, 4200)
     listed = [
         Program("moto", f"http://127.0.0.1:{moto}/moto-api/"),
-        Program("mlflow", f"http://127.0.0.1:{mlflow}/health", 120),
+        Program(
+            "mlflow",
+            f"http://127.0.0.1:{mlflow}/health",
+            120,
+            lambda: mlflow_server.ready(settings, f"http://127.0.0.1:{mlflow}")[0],
+        ),
         Program("prefect", f"http://127.0.0.1:{prefect}/api/health", 120),
         Program("train-deployment", None),
         Program("batch-deployment", None),
@@ -91,7 +98,32 @@ def runtime_environment(settings: Settings) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
         | MLFLOW_SERVER_ENV  # supervisord's children inherit it: no MLflow job runner eating the cores
+        | credentials_environment(settings)
     )
+    return env
+
+
+def credentials_environment(settings: Settings) -> dict[str, str]:
+    """The control-plane secrets every program inherits (whether they came from the environment or .env.<env>),
+    the Prefect server's own copy of the auth string, and the reader's MLflow credentials the read-only programs
+    of supervisord.conf switch to (empty when MLflow runs open)."""
+    env = {
+        name.upper(): value
+        for name in (
+            "mlflow_admin_password",
+            "mlflow_tracking_username",
+            "mlflow_tracking_password",
+            "mlflow_reader_password",
+            "prefect_api_auth_string",
+            "drift_service_key",
+        )
+        if (value := getattr(settings, name))
+    }
+    if settings.prefect_api_auth_string:
+        env["PREFECT_SERVER_API_AUTH_STRING"] = settings.prefect_api_auth_string
+    reader = settings.mlflow_admin_password and settings.mlflow_reader_password
+    env["MLOPS_MLFLOW_READER_USERNAME"] = settings.mlflow_reader_username if reader else ""
+    env["MLOPS_MLFLOW_READER_PASSWORD"] = settings.mlflow_reader_password or "" if reader else ""
     return env
 
 
@@ -171,7 +203,7 @@ class Runtime:
             state = self.status().get(program.name, "UNKNOWN")
             if state in ("FATAL", "BACKOFF", "EXITED"):
                 raise SystemExit(f"{program.name} failed to start ({state}); last lines of {log}:\n{_tail(log)}")
-            if state == "RUNNING" and _probe(program.health_url):
+            if state == "RUNNING" and _probe(program.health_url) and (program.ready is None or program.ready()):
                 print(f"  {program.name:<18} healthy after {time.monotonic() - started:4.1f}s", flush=True)
                 return
             if time.monotonic() > deadline:

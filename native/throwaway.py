@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,9 +100,19 @@ class RegistryServers:
             stop_process(process)
 
 
-def start_registry_servers(state: Path, timeout: float = 180) -> RegistryServers:
+def start_registry_servers(
+    state: Path, timeout: float = 180, secrets: Mapping[str, str] | None = None
+) -> RegistryServers:
     """moto, MLflow and Prefect with their state (and logs, in `state/logs`) under `state`; ready when returned.
-    Stops what it started if one of them does not come up."""
+    Stops what it started if one of them does not come up.
+
+    `secrets` (names as in the environment: MLFLOW_ADMIN_PASSWORD, MLFLOW_TRACKING_USERNAME/_PASSWORD,
+    MLFLOW_READER_PASSWORD, PREFECT_API_AUTH_STRING) turn the control planes' authentication on, as `make up` does
+    with its secrets file; without them both servers run open, as with env=local and no secrets."""
+    given = dict(secrets or {})
+    auth_env = {**given, "STATE_DIR": str(state)}
+    if given.get("PREFECT_API_AUTH_STRING"):
+        auth_env["PREFECT_SERVER_API_AUTH_STRING"] = given["PREFECT_API_AUTH_STRING"]
     logs = state / "logs"
     (state / "mlflow" / "artifacts").mkdir(parents=True, exist_ok=True)
     (state / "prefect").mkdir(parents=True, exist_ok=True)
@@ -114,11 +125,11 @@ def start_registry_servers(state: Path, timeout: float = 180) -> RegistryServers
         (
             "mlflow",
             [
-                *(str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mlflow_port)),
+                *(sys.executable, "-m", "mlops.mlflow_server", "--host", "127.0.0.1", "--port", str(mlflow_port)),
                 *("--workers", "1", "--backend-store-uri", f"sqlite:///{state / 'mlflow' / 'mlflow.db'}"),
                 *("--artifacts-destination", str(state / "mlflow" / "artifacts")),
             ],
-            MLFLOW_SERVER_ENV,
+            {**MLFLOW_SERVER_ENV, **auth_env},
             "/health",
         ),
         (
@@ -128,6 +139,7 @@ def start_registry_servers(state: Path, timeout: float = 180) -> RegistryServers
                 "PREFECT_HOME": str(state / "prefect"),
                 "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                 "PREFECT_UI_ENABLED": "false",
+                **auth_env,
             },
             "/api/health",
         ),
@@ -138,7 +150,24 @@ def start_registry_servers(state: Path, timeout: float = 180) -> RegistryServers
             found.processes.append(start_process(command, logs / f"{name}.log", env))
         for (name, _, _, health), process, url in zip(commands, found.processes, urls, strict=True):
             wait_for_http(url + health, timeout, process, logs / f"{name}.log")
+        if given.get("MLFLOW_ADMIN_PASSWORD"):  # /health answers before the launcher has made the users
+            _wait_for_mlflow_users(found, given, timeout, found.processes[1], logs / "mlflow.log")
     except BaseException:
         found.stop()
         raise
     return found
+
+
+def _wait_for_mlflow_users(
+    found: RegistryServers, secrets: Mapping[str, str], timeout: float, process: subprocess.Popen[Any], log: Path
+) -> None:
+    user = (secrets.get("MLFLOW_TRACKING_USERNAME", ""), secrets.get("MLFLOW_TRACKING_PASSWORD", ""))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"MLflow exited with {process.returncode}:\n{_tail(log)}")
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{found.mlflow_url}/api/2.0/mlflow/users/current", auth=user, timeout=2).ok:
+                return
+        time.sleep(0.3)
+    raise TimeoutError(f"MLflow's users not ready after {timeout}s:\n{_tail(log)}")

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import requests
 
+from mlops.control_plane import service_headers
 from mlops.settings import Settings
 from mlops.stores.prediction_log import PredictionLog
 from mlops.supervision import Supervised
@@ -153,6 +154,7 @@ class DriftSink:
         timeout_s: float = 0.5,
         max_queue: int = 10_000,
         session: requests.Session | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._dataset = dataset
@@ -161,6 +163,7 @@ class DriftSink:
         self.timeout_s = timeout_s
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(maxsize=max_queue)
         self._session = session or requests.Session()
+        self._headers = dict(headers or {})  # the drift service's key (DRIFT_SERVICE_KEY), when it has one
         self._failing = False
         self._stopping = False
         self.sent = 0
@@ -215,7 +218,7 @@ class DriftSink:
     def _post(self, batch: list[dict[str, Any]]) -> None:
         url = f"{self.base_url}/iterate/{self.dataset}"
         try:
-            response = self._session.post(url, json=batch, timeout=self.timeout_s)
+            response = self._session.post(url, json=batch, headers=self._headers, timeout=self.timeout_s)
             response.raise_for_status()
         except (requests.RequestException, ValueError) as error:
             self._drop(len(batch), "unreachable" if not isinstance(error, requests.HTTPError) else "rejected")
@@ -290,7 +293,7 @@ def build_sinks(
 
     built: list[PredictionSink] = [PredictionLogSink(open_prediction_log(settings), metrics_registry)]
     if settings.drift_service_url:
-        built.append(DriftSink(settings.drift_service_url, dataset))
+        built.append(DriftSink(settings.drift_service_url, dataset, headers=service_headers(settings)))
     return built
 
 

@@ -6,6 +6,7 @@ never touch these fixtures, so `pytest tests/unit` starts no server.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,20 +18,36 @@ from native.throwaway import RegistryServers as Servers
 from native.throwaway import (
     start_registry_servers,
 )
+from tests.support.control_plane import forget_exported_secrets, session_secrets
 from tests.support.processes import TEST_ROWS, TEST_TRIALS
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Every run starts without the secrets a shell exported (the Makefile exports the local ones)."""
+    forget_exported_secrets()
+
+
 @pytest.fixture(scope="session")
-def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
-    found = start_registry_servers(tmp_path_factory.mktemp("platform-state"))
+def control_plane_secrets() -> dict[str, str]:
+    """The session's MLflow users, Prefect auth string and drift service key: every server runs authenticated."""
+    return session_secrets()
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: pytest.TempPathFactory, control_plane_secrets: dict[str, str]) -> Iterator[Servers]:
+    found = start_registry_servers(tmp_path_factory.mktemp("platform-state"), secrets=control_plane_secrets)
+    # MLflow's client reads its credentials from the environment only: the tests' own calls are the writer's
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        os.environ[name] = control_plane_secrets[name]
     try:
         yield found
     finally:
         found.stop()
+        forget_exported_secrets()
 
 
 @pytest.fixture(scope="session")
-def settings(servers: Servers) -> Settings:
+def settings(servers: Servers, control_plane_secrets: dict[str, str]) -> Settings:
     """Settings pointing at the session's servers, with their own bucket, state folder and no drift service."""
     return load_settings(
         "local",
@@ -44,6 +61,7 @@ def settings(servers: Servers) -> Settings:
         api_key=None,
         max_evals=TEST_TRIALS,
         train_threads=1,
+        **{name.lower(): value for name, value in control_plane_secrets.items()},
     )
 
 
@@ -72,11 +90,12 @@ def feature_snapshot(settings: Settings) -> Any:
 @pytest.fixture(scope="session")
 def trained_run_id(settings: Settings, feature_snapshot: Any) -> str:
     """A model trained through the real Prefect flow (3 trials) and registered as `challenger`."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import temporary_settings
 
+    from mlops.prefect_api import client_settings
     from model_orchestration.train_flow import model_tuning_and_uploading
 
-    with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
+    with temporary_settings(client_settings(settings)):
         result = model_tuning_and_uploading(
             max_evals=TEST_TRIALS, env="local", settings_overrides=settings.flow_overrides()
         )

@@ -1,5 +1,8 @@
 """The drift service's HTTP face: POST /iterate/<dataset>, GET /status, GET /performance, GET /metrics, GET /health.
 
+POST /iterate takes records only with DRIFT_SERVICE_KEY in `x-service-key` when the key is set (mlops.control_plane):
+whoever feeds the window steers the drift figures and the retraining trigger. The GET endpoints are read-only.
+
 Beside drift it computes the realized performance of each served model from the settled outcomes
 (monitoring/evidently_service/performance.py), on the same /metrics.
 
@@ -18,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from werkzeug.exceptions import HTTPException
 
 from mlops.contract.text import TextError, loads_text
+from mlops.control_plane import SERVICE_KEY_HEADER, service_key_ok
 from mlops.settings import Settings
 from mlops.spec import FeatureSpec
 from monitoring.evidently_service.drift import BatchError, split_batch
@@ -62,6 +66,11 @@ def create_app(
 
     @app.post("/iterate/<dataset>")
     def iterate(dataset: str) -> tuple[Response, int]:
+        if not service_key_ok(settings, request.headers.get(SERVICE_KEY_HEADER)):
+            metrics.rejected.labels("unauthorized").inc()
+            return jsonify(
+                error=f"missing or wrong {SERVICE_KEY_HEADER} (DRIFT_SERVICE_KEY)", field=SERVICE_KEY_HEADER
+            ), 401
         if not monitor.known(dataset):
             metrics.rejected.labels("unknown_dataset").inc()
             return jsonify(error=f"unknown data set '{dataset}'; known: {sorted(monitor.datasets)}"), 404

@@ -20,6 +20,7 @@ from typing import Any
 
 import requests
 
+from mlops.control_plane import prefect_auth
 from mlops.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,12 @@ def start_training_run(settings: Settings, name: str, tags: list[str]) -> str:
     """One flow run of the training deployment (Prefect REST API); its id. Raises with PREFECT_API_URL named."""
     api = settings.prefect_api_url.rstrip("/")
     try:
-        found = requests.get(f"{api}/deployments/name/{TRAINING_FLOW}/{TRAINING_DEPLOYMENT}", timeout=5)
+        auth = prefect_auth(settings)
+        found = requests.get(f"{api}/deployments/name/{TRAINING_FLOW}/{TRAINING_DEPLOYMENT}", auth=auth, timeout=5)
+        if found.status_code == 401:
+            raise PermissionError(
+                f"Prefect at PREFECT_API_URL={api} refused this service's credentials: set PREFECT_API_AUTH_STRING"
+            )
         if found.status_code == 404:
             raise LookupError(
                 f"deployment {TRAINING_FLOW}/{TRAINING_DEPLOYMENT} is not registered at PREFECT_API_URL={api} "
@@ -42,6 +48,7 @@ def start_training_run(settings: Settings, name: str, tags: list[str]) -> str:
         created = requests.post(
             f"{api}/deployments/{found.json()['id']}/create_flow_run",
             json={"name": name, "tags": tags, "parameters": {"promote": True} if settings.retrain_auto_promote else {}},
+            auth=auth,
             timeout=5,
         )
         created.raise_for_status()

@@ -82,6 +82,21 @@ def test_make_up_trains_serves_and_answers_then_make_down_stops_everything(platf
     assert answer["model_run_id"] == run_id and 0.0 <= answer["churn chance"] <= 1.0
     assert "curl -s -X POST" in first.stdout
 
+    # `make up` runs every control plane authenticated with the secrets it made (STATE_DIR/secrets.env)
+    import requests
+
+    from mlops.local_secrets import read
+
+    made = read(Path(platform_env["STATE_DIR"]) / "secrets.env")
+    mlflow_url, prefect_api = platform_env["MLFLOW_TRACKING_URI"], platform_env["PREFECT_API_URL"]
+    assert requests.get(f"{mlflow_url}/api/2.0/mlflow/experiments/search?max_results=1", timeout=10).status_code == 401
+    assert requests.post(f"{prefect_api}/deployments/filter", json={}, timeout=10).status_code == 401
+    drift = platform_env["DRIFT_SERVICE_URL"]
+    assert requests.post(f"{drift}/iterate/bank_churners", json=[], timeout=10).status_code == 401
+    prefect_user = tuple(made["PREFECT_API_AUTH_STRING"].split(":", 1))
+    os.environ["MLFLOW_TRACKING_USERNAME"] = made["MLFLOW_TRACKING_USERNAME"]
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = made["MLFLOW_TRACKING_PASSWORD"]
+
     client = MlflowClient(platform_env["MLFLOW_TRACKING_URI"])
     versions = client.search_model_versions("name = 'churn-model'")
     assert len(versions) == 1 and versions[0].run_id == run_id
@@ -92,10 +107,8 @@ def test_make_up_trains_serves_and_answers_then_make_down_stops_everything(platf
     assert mlflow.pyfunc.load_model(f"runs:/{run_id}/model") is not None
 
     # the platform's schedules are deployed: training (interval), daily batch (cron), drift reports (interval)
-    import requests
-
     def deployments() -> dict[str, dict]:
-        found = requests.post(f"{platform_env['PREFECT_API_URL']}/deployments/filter", json={}, timeout=10).json()
+        found = requests.post(f"{prefect_api}/deployments/filter", json={}, auth=prefect_user, timeout=10).json()
         return {d["name"]: d for d in found}
 
     deadline = time.monotonic() + 60
@@ -114,6 +127,8 @@ def test_make_up_trains_serves_and_answers_then_make_down_stops_everything(platf
     assert "already trained on the latest data" in second.stdout
     assert len(client.search_model_versions("name = 'churn-model'")) == 1
 
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        os.environ.pop(name, None)
     down = make("down", platform_env, timeout=120)
     assert down.returncode == 0, down.stderr
     still_open = [name for name, port in ports.items() if port_open(port)]

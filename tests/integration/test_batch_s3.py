@@ -81,9 +81,10 @@ def test_s3_prefix_scored_identically_to_model_service_and_http_api(settings: Se
 
 
 def test_daily_batch_flow_scores_and_fails_on_rejects(settings: Settings, model_service: Any) -> None:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import temporary_settings
 
     from batch.flow import BatchRejects, daily_batch_predictions
+    from mlops.prefect_api import client_settings
 
     s3 = aws.client("s3", settings)
     bucket = settings.s3_bucket
@@ -91,7 +92,7 @@ def test_daily_batch_flow_scores_and_fails_on_rejects(settings: Settings, model_
     overrides = settings.flow_overrides(
         batch_input_uri=f"s3://{bucket}/batch-flow/input", batch_output_uri=f"s3://{bucket}/batch-flow/out"
     )
-    with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
+    with temporary_settings(client_settings(settings)):
         result = daily_batch_predictions(workers=1, env="local", settings_overrides=overrides)
         assert (result["scored"], result["rejected"], result["rows"]) == (2, 0, 20)
         assert result["run_id"] == model_service.run_id

@@ -30,17 +30,21 @@ INTERVAL_HOURS = 6
 
 def _flow_run_state(settings: Settings, flow_run_id: str) -> Any:
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import temporary_settings
 
-    with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}), get_client(sync_client=True) as client:
+    from mlops.prefect_api import client_settings
+
+    with temporary_settings(client_settings(settings)), get_client(sync_client=True) as client:
         return client.read_flow_run(UUID(flow_run_id)).state
 
 
 def _schedules(settings: Settings) -> list[Any]:
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import temporary_settings
 
-    with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}), get_client(sync_client=True) as client:
+    from mlops.prefect_api import client_settings
+
+    with temporary_settings(client_settings(settings)), get_client(sync_client=True) as client:
         return list(client.read_deployment_by_name(FULL_NAME).schedules)
 
 

@@ -36,8 +36,9 @@ MAX_LOAD_S = 120  # a bound on time, not on count: a fast machine must not run o
 @pytest.fixture(scope="module")
 def second_run(settings: Settings, trained_run_id: str) -> Iterator[tuple[str, str, str]]:
     """(first run, first version, second run): a second model trained and made challenger; restored afterwards."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import temporary_settings
 
+    from mlops.prefect_api import client_settings
     from model_orchestration.train_flow import model_tuning_and_uploading
 
     client = MlflowClient(settings.mlflow_tracking_uri)
@@ -45,7 +46,7 @@ def second_run(settings: Settings, trained_run_id: str) -> Iterator[tuple[str, s
     assert first.run_id == trained_run_id
     overrides = settings.flow_overrides(run_id=None, train_threads=1, seed=settings.seed + 1)
     try:
-        with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
+        with temporary_settings(client_settings(settings)):
             result = model_tuning_and_uploading(max_evals=1, env="local", settings_overrides=overrides)
         second = result["run_id"]
         client.set_registered_model_alias(

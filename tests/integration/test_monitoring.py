@@ -208,6 +208,20 @@ def test_drift_service_sees_the_drift(drifted_traffic: Stack, trained_run_id: st
     assert {"credit_limit", "customer_age"} <= drifted
 
 
+def test_the_drift_window_takes_records_only_with_the_service_key(
+    drifted_traffic: Stack, service_env: dict[str, str]
+) -> None:
+    """The API and the consumer feed the window with DRIFT_SERVICE_KEY (the test above saw their drift); a caller
+    without it, or with another, is refused before anything reaches the window."""
+    url = f"{drifted_traffic.url('drift')}/iterate/bank_churners"
+    record = [{"customer_age": 40, "prediction": 0.5, "model_run_id": "x", "request_id": "r", "timestamp": "t"}]
+    assert requests.post(url, json=record, timeout=10).status_code == 401
+    refused = requests.post(url, json=record, headers={"x-service-key": "not-the-key"}, timeout=10)
+    assert refused.status_code == 401 and refused.json()["field"] == "x-service-key"
+    taken = requests.post(url, json=record, headers={"x-service-key": service_env["DRIFT_SERVICE_KEY"]}, timeout=10)
+    assert taken.status_code in (202, 422), taken.text  # past the key check: the contract decides
+
+
 def test_every_dashboard_expression_returns_data(drifted_traffic: Stack, trained_run_id: str) -> None:
     stack = drifted_traffic
     dashboard_path = DASHBOARDS / "churn.json"

@@ -38,9 +38,11 @@ def _runs_tagged(settings: Settings, tag: str) -> list[dict[str, Any]]:
 
 def _state(settings: Settings, flow_run_id: str) -> Any:
     from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import temporary_settings
 
-    with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}), get_client(sync_client=True) as client:
+    from mlops.prefect_api import client_settings
+
+    with temporary_settings(client_settings(settings)), get_client(sync_client=True) as client:
         return client.read_flow_run(UUID(flow_run_id)).state
 
 

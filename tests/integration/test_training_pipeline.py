@@ -12,7 +12,7 @@ import mlflow
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import temporary_settings
 
 from mlops import aws, registry
 from mlops.data import generate_bank_churners, read_raw
@@ -20,6 +20,7 @@ from mlops.feature_store import FeatureStore
 from mlops.init_aws import load_data
 from mlops.model import ModelBundle
 from mlops.model_service import ModelService
+from mlops.prefect_api import client_settings
 from mlops.registry import download_model
 from mlops.settings import PROJECT_ROOT, Settings
 from mlops.spec import FeatureSpec
@@ -126,7 +127,7 @@ def test_a_second_spec_trains_and_serves_with_no_code_change(
     overrides = settings.flow_overrides(train_threads=1)
     client = MlflowClient(settings.mlflow_tracking_uri)
     churn_before = client.get_model_version_by_alias("churn-model", "challenger")
-    with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
+    with temporary_settings(client_settings(settings)):
         result = model_tuning_and_uploading(max_evals=2, spec_path=str(SPEC_PATH), settings_overrides=overrides)
     assert result["test_metrics"]["roc_auc"] > 0.7
     # one registered model per data set: the telco spec's own, and churn-model's alias has not moved

@@ -22,12 +22,13 @@ MODEL_NAME = "churn-model-promotion-test"
 
 
 def train_version(settings: Settings, state: Path, model_name: str = MODEL_NAME) -> str:
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import temporary_settings
 
+    from mlops.prefect_api import client_settings
     from model_orchestration.train_flow import model_tuning_and_uploading
 
     overrides = settings.flow_overrides(state_dir=str(state), run_id=None, train_threads=1, model_name=model_name)
-    with temporary_settings({PREFECT_API_URL: settings.prefect_api_url}):
+    with temporary_settings(client_settings(settings)):
         return model_tuning_and_uploading(max_evals=TEST_TRIALS, env="local", settings_overrides=overrides)["run_id"]
 
 

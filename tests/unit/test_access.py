@@ -9,6 +9,7 @@ import pytest
 from mlops.settings import ConfigurationError, load_settings
 from server.api import close_app, create_app
 from server.api.access import AccessDenied, AccessPolicy, check_startup, parse_rate_limit
+from tests.support.control_plane import cloud_credentials
 
 
 class CountingSink:
@@ -50,7 +51,7 @@ def _settings(**overrides: Any) -> Any:
 
 
 def test_cloud_refuses_to_start_without_api_key() -> None:
-    settings = load_settings("cloud", aws_endpoint_url=None, api_key=None)
+    settings = load_settings("cloud", aws_endpoint_url=None, api_key=None, **cloud_credentials())
     with pytest.raises(ConfigurationError, match="API_KEY"):
         check_startup(settings)
     with pytest.raises(ConfigurationError, match="API_KEY"):
@@ -58,7 +59,7 @@ def test_cloud_refuses_to_start_without_api_key() -> None:
 
 
 def test_cloud_with_a_key_requires_it() -> None:
-    policy = AccessPolicy(load_settings("cloud", aws_endpoint_url=None, api_key="s3cret-key"))
+    policy = AccessPolicy(load_settings("cloud", aws_endpoint_url=None, api_key="s3cret-key", **cloud_credentials()))
     assert policy.required
     with pytest.raises(AccessDenied) as missing:
         policy.check("/predict", None)

@@ -31,7 +31,8 @@ class FakeSession:
         self.posts: list[tuple[str, list[dict[str, Any]], float]] = []
         self.lock = threading.Lock()
 
-    def post(self, url: str, json: list[dict[str, Any]], timeout: float) -> Any:
+    def post(self, url: str, json: list[dict[str, Any]], timeout: float, headers: dict[str, str]) -> Any:
+        self.headers = headers
         time.sleep(self.delay)
         if self.fail:
             raise requests.ConnectionError("connection refused")
@@ -51,12 +52,14 @@ def test_drift_sink_posts_batches_in_the_contract() -> None:
         flush_interval_s=0.05,
         timeout_s=0.3,
         session=session,
+        headers={"x-service-key": "k"},
     )  # type: ignore[arg-type]
     sink.submit(entries(25))
     assert sink.flush(5)
     sink.close()
     urls = {url for url, _, _ in session.posts}
     assert urls == {"http://drift:8085/iterate/bank_churners"}
+    assert session.headers == {"x-service-key": "k"}  # the drift service's key goes with every batch
     sent = [row for _, batch, _ in session.posts for row in batch]
     assert len(sent) == 25 and max(len(batch) for _, batch, _ in session.posts) <= 10
     assert [row["request_id"] for row in sent] == [f"r{i}" for i in range(25)]

@@ -21,6 +21,7 @@ import requests
 from mlflow.tracking import MlflowClient
 
 from mlops import aws
+from mlops.control_plane import prefect_auth
 from mlops.promotion import AuditLog
 from mlops.settings import Settings
 from native.throwaway import VENV_BIN, free_port, start_process, stop_process, wait_for_http
@@ -139,7 +140,9 @@ def test_drift_retrains_and_the_gate_promotes_and_serving_follows(
     # why it happened, as a person would find it: the trigger's run in Prefect, the gate's record in the audit log
     status = requests.get(f"http://127.0.0.1:{env['DRIFT_PORT']}/retrain", timeout=5).json()
     assert status["last"]["kind"] == "drift" and "drift share" in status["last"]["reason"]
-    flow_run = requests.get(f"{settings.prefect_api_url}/flow_runs/{status['last']['flow_run_id']}", timeout=5).json()
+    flow_run = requests.get(
+        f"{settings.prefect_api_url}/flow_runs/{status['last']['flow_run_id']}", auth=prefect_auth(settings), timeout=5
+    ).json()
     assert "retrain-reason:drift" in flow_run["tags"] and flow_run["parameters"]["promote"] is True
     audit = AuditLog(Path(env["STATE_DIR"]) / "audit" / "promotions.jsonl")
     deadline = time.monotonic() + 30  # the gate writes its line right after moving the alias

@@ -27,9 +27,12 @@ def _runs_tagged(settings: Settings, tag: str) -> list[dict[str, Any]]:
     """Flow runs carrying `tag` (Prefect's REST filter)."""
     import requests
 
+    from mlops.control_plane import prefect_auth
+
     answer = requests.post(
         f"{settings.prefect_api_url}/flow_runs/filter",
         json={"flow_runs": {"tags": {"all_": [tag]}}, "limit": 50, "sort": "ID_DESC"},
+        auth=prefect_auth(settings),
         timeout=10,
     )
     answer.raise_for_status()

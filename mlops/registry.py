@@ -75,6 +75,12 @@ def alias_version(client: Any, name: str, alias: str) -> Any | None:
     except MlflowException as error:
         if is_absent(error):
             return None
+        # MLflow's basic-auth app answers 403 (not 404) for a registered model that does not exist yet: absent
+        # only if a search (which authorizes per result) does not find it either
+        if getattr(error, "error_code", "") == "PERMISSION_DENIED" and not client.search_registered_models(
+            filter_string=f"name = '{name}'"
+        ):
+            return None
         raise
 
 

@@ -102,8 +102,12 @@ def test_the_follower_keeps_serving_when_mlflow_is_down(monkeypatch: Any, caplog
 class AliasClient:
     """get_model_version_by_alias as MLflow's REST client answers it: a version, "not found", or a failure."""
 
-    def __init__(self, answers: dict[str, Any]) -> None:
+    def __init__(self, answers: dict[str, Any], models: list[str] | None = None) -> None:
         self.answers = answers
+        self.models = models or []
+
+    def search_registered_models(self, filter_string: str) -> list[str]:
+        return [m for m in self.models if f"'{m}'" in filter_string]
 
     def get_model_version_by_alias(self, name: str, alias: str) -> Any:
         answer = self.answers[alias]
@@ -116,7 +120,12 @@ def test_only_a_missing_alias_falls_back_to_the_challenger_and_an_mlflow_error_i
     from types import SimpleNamespace
 
     from mlflow.exceptions import MlflowException
-    from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST, TEMPORARILY_UNAVAILABLE
+    from mlflow.protos.databricks_pb2 import (
+        INVALID_PARAMETER_VALUE,
+        PERMISSION_DENIED,
+        RESOURCE_DOES_NOT_EXIST,
+        TEMPORARILY_UNAVAILABLE,
+    )
 
     settings = load_settings("local", run_id=None)
     challenger = SimpleNamespace(run_id="c" * 32, version="2")
@@ -125,6 +134,11 @@ def test_only_a_missing_alias_falls_back_to_the_challenger_and_an_mlflow_error_i
     assert registry.resolve_run_id(settings, client)[0] == "c" * 32  # type: ignore[arg-type]
     no_model = MlflowException("Registered Model with name=x not found", error_code=RESOURCE_DOES_NOT_EXIST)
     assert registry.alias_version(AliasClient({"champion": no_model}), "x", "champion") is None
+    # MLflow's basic-auth app answers 403 for a model that does not exist yet: absent; for one that exists: raised
+    denied = MlflowException("Permission denied", error_code=PERMISSION_DENIED)
+    assert registry.alias_version(AliasClient({"champion": denied}), "x", "champion") is None
+    with pytest.raises(MlflowException):
+        registry.alias_version(AliasClient({"champion": denied}, models=["x"]), "x", "champion")
     # a 503 (or any other failure) while the champion is asked for: never "no champion", so never the challenger
     blip = MlflowException("API request failed with error code 503", error_code=TEMPORARILY_UNAVAILABLE)
     with pytest.raises(MlflowException):

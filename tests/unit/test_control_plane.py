@@ -66,7 +66,11 @@ def test_the_drift_service_key_check_is_open_without_a_key_and_exact_with_one() 
     assert not service_key_ok(keyed, None) and not service_key_ok(keyed, "k-124") and not service_key_ok(keyed, "")
 
 
-def test_the_native_runtime_gives_read_only_programs_the_reader(tmp_path: Path) -> None:
+def test_the_native_runtime_gives_read_only_programs_the_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):  # the integration session's, if it ran
+        monkeypatch.delenv(name, raising=False)
     secured = load_settings(
         "local",
         state_dir=tmp_path,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -141,10 +143,32 @@ def download_model(settings: Settings, run_id: str) -> Path:
                 f"(missing {', '.join(MODEL_FILES)} under {MODEL_ARTIFACT}/artifacts): its artifacts are gone; "
                 "train again (make train) or pick another RUN_ID"
             )
-        if target.exists():
-            shutil.rmtree(target)
-        downloaded.rename(target)
+        _publish(downloaded, target)
     return target
+
+
+def _publish(downloaded: Path, target: Path) -> None:
+    """Move a complete download into the cache without ever pulling a model from under another process.
+
+    The API and the stream consumer share one cache and may download the same run at once: the first complete
+    copy wins and stays; a later one is dropped. Only an incomplete leftover (a crash mid-copy before downloads
+    were atomic) is moved aside, by rename, before it is deleted.
+    """
+    if is_complete(target):
+        return
+    if target.exists():
+        aside = target.with_name(f"{target.name}.stale-{os.getpid()}-{time.monotonic_ns()}")
+        try:
+            target.rename(aside)
+        except FileNotFoundError:
+            pass
+        else:
+            shutil.rmtree(aside, ignore_errors=True)
+    try:
+        downloaded.rename(target)
+    except OSError:  # another process published it between the check and the rename
+        if not is_complete(target):
+            raise
 
 
 def resolve_and_cache(settings: Settings) -> tuple[str, str]:

@@ -23,14 +23,18 @@ ENV_FILE := .env.$(env)
 export ENV := $(env)
 # Control-plane secrets (mlops/control_plane.py, docs/security.md): MLflow's users, Prefect's auth string, the drift
 # service's key, Redis, MongoDB and Grafana passwords. env=local: random ones made once in $(STATE_DIR)/secrets.env
-# (mode 0600; `NAME ?= value`, so a value in the environment wins); env=cloud: the environment only (GitHub
-# secrets), and every service refuses to start without them. Exported to every command below, both runtimes.
+# (mode 0600; `NAME ?= value`, so a value in the environment wins); env=cloud: the environment, else the VM's
+# CLOUD_SECRETS_FILE written once by its operator (same format, never in the repo), and every service refuses to
+# start without them. Exported to every command below, both runtimes (compose: `${NAME:?}` in the compose files).
 SECRET_NAMES := MLFLOW_ADMIN_PASSWORD MLFLOW_TRACKING_USERNAME MLFLOW_TRACKING_PASSWORD MLFLOW_READER_PASSWORD \
 	PREFECT_API_AUTH_STRING DRIFT_SERVICE_KEY REDIS_PASSWORD MONGO_PASSWORD GRAFANA_ADMIN_PASSWORD
 ifeq ($(env),local)
 SECRETS_FILE := $(STATE_DIR)/secrets.env
 $(shell $(PYTHON_BIN) -m mlops.local_secrets $(SECRETS_FILE))
 include $(SECRETS_FILE)
+else
+CLOUD_SECRETS_FILE ?= $(HOME)/.config/churn-mlops/secrets.env
+-include $(CLOUD_SECRETS_FILE)
 endif
 export $(SECRET_NAMES)
 # ------------------------------------------------------------------------------------------------ compose tooling

@@ -23,6 +23,7 @@ from batch.storage import open_store
 from mlops.contract import clean
 from mlops.model import ModelBundle
 from mlops.settings import Settings
+from mlops.stores.base import redact
 from mlops.stores.online import OnlineStore, open_online_store
 
 BLOCK = 10_000
@@ -97,7 +98,7 @@ def score_customers(
             online.close()
     if not tables:
         raise LookupError(
-            f"the online store ({settings.online_store_location}) holds no customer of '{spec.name}': "
+            f"the online store ({redact(settings.online_store_location)}) holds no customer of '{spec.name}': "
             "run `make materialize`"
         )
     name = f"{bundle.run_id or 'model'}/customers-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.parquet"

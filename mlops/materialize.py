@@ -26,6 +26,7 @@ from mlops import aws
 from mlops.feature_store import FeatureStore
 from mlops.settings import ConfigurationError, Settings, load_settings
 from mlops.spec import FeatureSpec, SpecError
+from mlops.stores.base import redact
 from mlops.stores.online import OnlineStoreUnavailable, open_online_store
 from mlops.stores.quarantine import Quarantine, keep_refused, quarantine_dir, write_isolating
 
@@ -85,7 +86,7 @@ def materialize(settings: Settings, spec: FeatureSpec, data_hash: str | None = N
         "rows": len(rows),
         "changed": changed,
         "refused": len(refused),
-        "online_store": settings.online_store_location,
+        "online_store": redact(settings.online_store_location),
         "seconds": round(time.perf_counter() - started, 2),
     }
 

@@ -47,12 +47,16 @@ def promotion_lock(settings: Settings, timeout_s: float = LOCK_TIMEOUT_S) -> Ite
     path = settings.state_dir / "promotion.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_s
+    said = False
     with path.open("a") as handle:
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if not said:
+                    said = True
+                    log.info("waiting for %s: another promotion is moving champion", path)
                 if time.monotonic() > deadline:
                     raise PromotionError(f"another promotion holds {path} for over {timeout_s:.0f} s") from None
                 time.sleep(0.1)

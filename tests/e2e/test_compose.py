@@ -31,6 +31,7 @@ import boto3
 import pytest
 import requests
 
+from mlops import local_secrets
 from mlops.settings import PROJECT_ROOT
 from native.throwaway import free_port
 
@@ -121,6 +122,33 @@ class Stack:
     def url(self, port: str, path: str = "") -> str:
         return f"http://127.0.0.1:{self.ports[port]}{path}"
 
+    @property
+    def secrets(self) -> dict[str, str]:
+        """The control-plane secrets the Makefile made for this stack (env=local: STATE_DIR/secrets.env)."""
+        return local_secrets.read(Path(self.env["STATE_DIR"]) / "secrets.env")
+
+    @property
+    def writer(self) -> tuple[str, str]:
+        return self.secrets["MLFLOW_TRACKING_USERNAME"], self.secrets["MLFLOW_TRACKING_PASSWORD"]
+
+    def container(self, project: str, service: str) -> str:
+        ids = self.docker(
+            "ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
+            "--filter", f"label=com.docker.compose.service={service}",
+        ).split()  # fmt: skip
+        assert ids, f"no running container of {project}/{service}"
+        return ids[0]
+
+    def exec(self, project: str, service: str, *command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.engine.docker, "exec", self.container(project, service), *command],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
     def make(self, target: str, *args: str, timeout: int = 1200) -> str:
         """`make <target> RUNTIME=compose ...`; the output, or a failure showing its tail."""
         started = time.monotonic()
@@ -199,6 +227,8 @@ def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             "RUN_ID": "",
             "MAX_EVALS": str(TRIALS),
             "WAIT_TIMEOUT": "420",
+            # the Makefile makes this stack's control-plane secrets here (STATE_DIR/secrets.env)
+            "STATE_DIR": str(tmp_path_factory.mktemp("compose-state")),
             **{f"HOST_PORT_{name}": str(port) for name, port in ports.items()},
         }
     )
@@ -231,10 +261,47 @@ def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         print(f"\ncompose e2e timings (s): {json.dumps(engine.timings)}")
 
 
-def registered_versions(stack: Stack) -> list[Any]:
-    from mlflow.tracking import MlflowClient
+def registered_versions(stack: Stack) -> list[dict[str, Any]]:
+    """The registered versions of churn-model, asked of the MLflow container as the platform's writer."""
+    answer = requests.get(
+        stack.url("MLFLOW", "/api/2.0/mlflow/model-versions/search"),
+        params={"filter": "name = 'churn-model'"},
+        auth=stack.writer,
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json().get("model_versions", [])
 
-    return MlflowClient(stack.url("MLFLOW")).search_model_versions("name = 'churn-model'")
+
+def check_control_planes_refuse_strangers(stack: Stack) -> None:
+    """MLflow, Prefect, the drift service and Redis take nothing without credentials; clients reach only the API."""
+    mlflow_search = stack.url("MLFLOW", "/api/2.0/mlflow/experiments/search")
+    assert requests.post(mlflow_search, json={"max_results": 1}, timeout=10).status_code == 401
+    reader = (stack.env.get("MLFLOW_READER_USERNAME", "mlops-reader"), stack.secrets["MLFLOW_READER_PASSWORD"])
+    assert requests.post(mlflow_search, json={"max_results": 1}, auth=reader, timeout=10).status_code == 200
+    create = stack.url("MLFLOW", "/api/2.0/mlflow/experiments/create")
+    created = requests.post(create, json={"name": "by-the-reader"}, auth=reader, timeout=10)
+    assert created.status_code == 403, created.text
+    flows = stack.url("PREFECT", "/api/flows/filter")
+    assert requests.post(flows, json={}, timeout=10).status_code == 401
+    prefect_user = tuple(stack.secrets["PREFECT_API_AUTH_STRING"].split(":", 1))
+    assert requests.post(flows, json={}, auth=prefect_user, timeout=10).status_code == 200
+    iterate = requests.post(stack.url("DRIFT", "/iterate"), json=[], timeout=10)
+    assert iterate.status_code == 401, iterate.text
+    # Redis: protected by its password, from inside the platform's network too
+    refused = stack.exec("churn-mlops-serve", "redis", "env", "-u", "REDISCLI_AUTH", "redis-cli", "ping")
+    assert "NOAUTH" in refused.stdout + refused.stderr, refused
+    assert stack.exec("churn-mlops-serve", "redis", "redis-cli", "ping").stdout.strip() == "PONG"
+    # a client container (the HTTP simulator, on the edge network) reaches the API and nothing else
+    probe = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)"
+    for url, reachable in (
+        ("http://predict-api:9696/health", True),
+        ("http://mlflow:5051/health", False),
+        ("http://prefect:4200/api/health", False),
+        ("http://drift-service:8085/health", False),
+    ):
+        tried = stack.exec("churn-mlops-serve", "send-data-api", "python", "-c", probe, url)
+        assert (tried.returncode == 0) == reachable, (url, tried.stderr[-500:])
 
 
 def healthy_after(output: str) -> dict[str, int]:
@@ -323,12 +390,12 @@ def test_compose_platform_builds_runs_serves_switches_and_resets(stack: Stack) -
         600,
         lambda: "a registered model; worker log:\n" + stack.logs("churn-mlops-registry", "train-deployment"),
     )[0]
-    first_run = first.run_id
+    first_run = first["run_id"]
     # ... and one more in the foreground (`make train` runs it in a container too)
     output = stack.make("train", "TRIALS=1")
     second_run = re.findall(r"RUN_ID=([0-9a-f]{32})", output)[-1]
     assert second_run != first_run
-    assert {v.run_id for v in registered_versions(stack)} >= {first_run, second_run}
+    assert {v["run_id"] for v in registered_versions(stack)} >= {first_run, second_run}
 
     # --- serving side, pinned to the first run ---------------------------------------------------------------------
     output = stack.make("setup-model-serve", f"RUN_ID={first_run}")
@@ -371,7 +438,9 @@ def test_compose_platform_builds_runs_serves_switches_and_resets(stack: Stack) -
 
     # --- scoring by id: `make materialize` (a container) into the redis container, then GET /customers/<id>/churn ----
     output = stack.make("materialize")
-    assert "online  " in output and "redis://redis:6379/0" in output, output[-2000:]
+    # the store's address is shown, its password never
+    assert "online  " in output and "redis://:***@redis:6379/0" in output, output[-2000:]
+    assert stack.secrets["REDIS_PASSWORD"] not in output
     customer, features = first_customer(stack)
     by_id = requests.get(stack.url("API", f"/customers/{customer}/churn"), timeout=30)
     assert by_id.status_code == 200, by_id.text
@@ -432,6 +501,7 @@ def test_compose_platform_builds_runs_serves_switches_and_resets(stack: Stack) -
     report = requests.get(stack.url("REPORTS", "/" + links[0].lstrip("./")), timeout=30)
     assert report.status_code == 200 and len(report.content) > 10_000
 
+    check_control_planes_refuse_strangers(stack)
     if stack.full:
         check_grafana_and_mongo(stack)
 
@@ -458,7 +528,8 @@ def check_grafana_and_mongo(stack: Stack) -> None:
     """Full stack only (images pulled): the provisioned dashboard, its datasource, and predictions in MongoDB."""
     import pymongo
 
-    auth = ("admin", os.environ.get("GF_SECURITY_ADMIN_PASSWORD") or "admin")
+    assert requests.get(stack.url("GRAFANA", "/api/search"), auth=("admin", "admin"), timeout=10).status_code == 401
+    auth = ("admin", stack.secrets["GRAFANA_ADMIN_PASSWORD"])
     found = requests.get(stack.url("GRAFANA", "/api/search"), params={"type": "dash-db"}, auth=auth, timeout=10)
     assert found.status_code == 200 and found.json(), found.text
     sources = requests.get(stack.url("GRAFANA", "/api/datasources"), auth=auth, timeout=10).json()
@@ -467,7 +538,10 @@ def check_grafana_and_mongo(stack: Stack) -> None:
         stack.url("GRAFANA", f"/api/datasources/uid/{prometheus['uid']}/health"), auth=auth, timeout=10
     )
     assert health.status_code == 200, health.text
-    client = pymongo.MongoClient(f"mongodb://127.0.0.1:{stack.ports['MONGO']}", serverSelectionTimeoutMS=5000)
+    client = pymongo.MongoClient(
+        f"mongodb://mlops:{stack.secrets['MONGO_PASSWORD']}@127.0.0.1:{stack.ports['MONGO']}/churn?authSource=admin",
+        serverSelectionTimeoutMS=5000,
+    )
     assert wait_until(
         lambda: (
             client["churn"].list_collection_names()

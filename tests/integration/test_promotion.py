@@ -11,6 +11,9 @@ consumer switch to v2 with no failed request (time from the alias move to the fi
 
 from __future__ import annotations
 
+import fcntl
+import os
+import subprocess
 import sys
 import time
 import uuid
@@ -24,7 +27,7 @@ from mlflow.tracking import MlflowClient
 
 from mlops import aws
 from mlops.promotion import AuditLog
-from mlops.settings import Settings
+from mlops.settings import PROJECT_ROOT, Settings
 from native.throwaway import free_port, start_process, stop_process, wait_for_http
 from tests.support.api import ApiServer, start_api
 from tests.support.kinesis import make_streams, wait_until
@@ -179,3 +182,45 @@ def settings_spec(settings: Settings) -> Any:
     from mlops.spec import FeatureSpec
 
     return FeatureSpec.load(settings.feature_spec)
+
+
+def _holders(path: Path) -> set[int]:
+    """Processes other than this one with `path` open (a promotion waiting for, or holding, the lock)."""
+    found = set()
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) == str(path) for fd in fd_dir.iterdir()):
+                found.add(int(fd_dir.parent.name))
+        except OSError:  # the process ended, or is not ours to read
+            continue
+    return found - {os.getpid()}
+
+
+def test_two_concurrent_make_promote_runs_move_champion_once(loop: dict[str, Any], settings: Settings) -> None:
+    """Two `make promote` runs judge the same challenger against the same champion at once: one moves `champion`
+    (compare and set under the promotion lock), the other finds it moved, records its decision as stale and
+    re-judges against the new champion instead of moving it again."""
+    env = {**loop["env"], "PROMOTION_MIN_UPLIFT": "-1", "PROMOTION_APPROVAL": "auto"}
+    assert champion_run(settings) == loop["v1"]  # after the rollback: v2 is the challenger again
+    lock = Path(env["STATE_DIR"]) / "promotion.lock"
+    audit = AuditLog(Path(env["STATE_DIR"]) / "audit" / "promotions.jsonl")
+    before = len(audit.records())
+    command = ["make", "--no-print-directory", "promote", "RUNTIME=native", "env=local"]
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # both judge now; neither may move before both have judged
+        output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
+        runs = [subprocess.Popen(command, cwd=PROJECT_ROOT, env={**os.environ, **env}, **output) for _ in range(2)]
+        try:
+            wait_until(lambda: len(_holders(lock)) >= 2, 180, "both promotions judged and waiting for the lock")
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    assert any("waiting for" in output and "promotion.lock" in output for output in outputs), outputs
+    records = audit.records()[before:]
+    assert sorted(r["action"] for r in records) == ["promoted", "stale"], records
+    stale = next(r for r in records if r["action"] == "stale")
+    assert stale["champion"]["run_id"] == loop["v1"]  # judged against the champion that was gone by then
+    assert any("champion moved to version" in reason for reason in stale["reasons"]), stale
+    assert champion_run(settings) == loop["v2"]
+    assert sum("promote: promoted:" in output for output in outputs) == 1, outputs

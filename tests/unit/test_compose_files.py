@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from mlops.local_secrets import LOCAL_SECRETS
 from tests.support.compose import (
     COMPOSE_FILES,
     REPO,
@@ -49,7 +50,11 @@ EXPECTED_PORTS = {
     "grafana": "127.0.0.1:${HOST_PORT_GRAFANA:-3000}:3000",
     "mongo": "127.0.0.1:${HOST_PORT_MONGO:-27018}:27017",
 }
-SECRET_NAME = re.compile(r"(KEY|SECRET|PASSWORD|TOKEN)", re.IGNORECASE)
+SECRET_NAME = re.compile(r"(KEY|SECRET|PASSWORD|TOKEN|AUTH)", re.IGNORECASE)
+# a secret compose refuses to start without (docker-compose v1 and v2 both read `${NAME:?message}`)
+REQUIRED_SECRET = re.compile(r"\$\{[A-Z_]+:\?[^}]+\}")
+# what the Makefile exports (mlops/local_secrets.py makes them for env=local)
+SECRETS = {name: f"secret-{i}" for i, name in enumerate(LOCAL_SECRETS)}
 
 
 # ------------------------------------------------------------------------------------------------ schema
@@ -176,7 +181,11 @@ def test_no_secret_values_in_compose_files(compose_file: str) -> None:
         assert isinstance(environment, dict), f"{name}: use the mapping form of environment"
         for variable, value in environment.items():
             if SECRET_NAME.search(variable):
-                assert value is None, f"{name}: {variable} must pass through from the shell, not be set here"
+                assert value is None or REQUIRED_SECRET.fullmatch(str(value)), (
+                    f"{name}: {variable} must pass through from the shell (or be `${{NAME:?why}}`), not be set here"
+                )
+            for password in re.findall(r"://[^:/@]*:([^@]+)@", str(value or "")):
+                assert REQUIRED_SECRET.fullmatch(password), f"{name}: {variable} holds a password that is not ${{X:?}}"
     text = (REPO / compose_file).read_text()
     assert not re.search(r"AKIA[0-9A-Z]{16}", text), "an AWS access key id in a compose file"
     assert "env_file" not in text, "settings come from `docker compose --env-file .env.<env>` interpolation"
@@ -204,6 +213,7 @@ def _compose_v1() -> str:
 def test_docker_compose_v1_accepts_the_file_and_resolves_the_endpoint(compose_file: str, env: str) -> None:
     """docker-compose 1.29 is stricter than v2 (no top-level name, no ${VAR:+alt}): both must read our files."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "CONTAINER_", "HOST_PORT_"))}
+    clean.update(SECRETS)
     result = subprocess.run(
         [_compose_v1(), "--env-file", f".env.{env}", "-f", compose_file, "config"],
         cwd=REPO,
@@ -220,6 +230,74 @@ def test_docker_compose_v1_accepts_the_file_and_resolves_the_endpoint(compose_fi
         if "AWS_ENDPOINT_URL" in definition.get("environment", {})
     }
     assert endpoints == ({"http://moto:4566"} if env == "local" else {""}), endpoints
+
+
+def _required_secrets(compose_file: str) -> set[str]:
+    values = yaml.safe_dump(load_compose(compose_file)["services"])  # the values, not the comments
+    return set(re.findall(r"\$\{([A-Z_]+):\?", values))
+
+
+def test_every_control_plane_secret_is_required_where_it_is_used() -> None:
+    """Compose starts nothing without them (env=local: the Makefile's STATE_DIR/secrets.env; cloud: the deploy's)."""
+    registry, serve = (_required_secrets(name) for name in COMPOSE_FILES)
+    assert registry | serve == set(LOCAL_SECRETS), set(LOCAL_SECRETS) ^ (registry | serve)
+    # MLflow's admin and the writer only where the registry runs; Grafana's only beside Grafana
+    assert {"MLFLOW_ADMIN_PASSWORD", "MLFLOW_TRACKING_PASSWORD"} <= registry - serve
+    assert "GRAFANA_ADMIN_PASSWORD" in serve - registry
+
+
+@pytest.mark.parametrize("compose_file", COMPOSE_FILES)
+def test_docker_compose_v1_refuses_a_missing_secret_by_name(compose_file: str) -> None:
+    missing = sorted(_required_secrets(compose_file))[0]
+    env = {k: v for k, v in os.environ.items() if k not in SECRETS} | {k: v for k, v in SECRETS.items() if k != missing}
+    result = subprocess.run(
+        [_compose_v1(), "--env-file", ".env.local", "-f", compose_file, "config"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0 and "make exports it" in result.stderr, result.stderr
+
+
+def test_the_serving_side_reads_mlflow_as_the_reader_and_the_registry_side_writes_as_the_writer() -> None:
+    registry, serve = (load_compose(name) for name in COMPOSE_FILES)
+    writer = registry["x-mlops-environment"]
+    reader = serve["x-mlops-environment"]
+    assert writer["MLFLOW_TRACKING_USERNAME"].startswith("${MLFLOW_TRACKING_USERNAME:?")
+    assert writer["MLFLOW_TRACKING_PASSWORD"].startswith("${MLFLOW_TRACKING_PASSWORD:?")
+    assert reader["MLFLOW_TRACKING_USERNAME"] == "${MLFLOW_READER_USERNAME:-mlops-reader}"
+    assert reader["MLFLOW_TRACKING_PASSWORD"].startswith("${MLFLOW_READER_PASSWORD:?")
+    mlflow = registry["services"]["mlflow"]
+    assert mlflow["environment"]["MLFLOW_ADMIN_PASSWORD"].startswith("${MLFLOW_ADMIN_PASSWORD:?")
+    assert mlflow["healthcheck"]["test"][1:4] == ["python", "-m", "mlops.mlflow_server"], "readiness = writer logs in"
+    assert "--check" in mlflow["healthcheck"]["test"]
+    for uri in (writer["ONLINE_STORE_URI"], reader["ONLINE_STORE_URI"]):
+        assert uri.startswith("redis://:${REDIS_PASSWORD:?"), uri
+    for uri in (writer["PREDICTION_LOG_URI"], reader["PREDICTION_LOG_URI"]):
+        assert uri.startswith("mongodb://mlops:${MONGO_PASSWORD:?") and uri.endswith("?authSource=admin"), uri
+    redis = serve["services"]["redis"]["command"]
+    assert redis[redis.index("--requirepass") + 1].startswith("${REDIS_PASSWORD:?")
+    assert redis[redis.index("--protected-mode") + 1] == "yes"
+
+
+def test_clients_reach_only_the_api_and_the_aws_endpoint() -> None:
+    registry, serve = (load_compose(name) for name in COMPOSE_FILES)
+    on_edge = {
+        name
+        for compose in (registry, serve)
+        for name, definition in compose["services"].items()
+        if "edge" in definition.get("networks", [])
+    }
+    assert on_edge == {"moto", "predict-api", "send-data-api", "send-data-kinesis"}
+    assert serve["networks"]["edge"]["name"] == registry["networks"]["edge"]["name"]
+    assert serve["networks"]["edge"]["external"] is True and not registry["networks"]["edge"].get("external")
+    for client in ("send-data-api", "send-data-kinesis"):
+        definition = serve["services"][client]
+        assert definition["networks"] == ["edge"], client
+        control_plane = [v for v in definition["environment"] if v.startswith(("MLFLOW", "PREFECT", "DRIFT", "MONGO"))]
+        assert not control_plane and "ONLINE_STORE_URI" not in definition["environment"], (client, control_plane)
 
 
 # ------------------------------------------------------------------------------------------------ images

@@ -72,7 +72,7 @@ RUNTIME_CLI := $(PY) -m native.runtime --env $(env)
 SERVE_PROGRAMS := predict-api serve-kinesis drift-service prometheus alertmanager alert-receiver
 
 .PHONY: help install system-packages test-packages up down setup-model-registry init_aws train apply-model-train-flow \
-	setup-model-serve start-serve stop-serve apply-prediction-reporting report batch quarantine outcomes materialize promote \
+	setup-model-serve start-serve stop-serve apply-prediction-reporting report archive batch quarantine outcomes materialize promote \
 	rollback status logs \
 	test run_tests lint format bench bench-packages reset_all docker-engine docker-engine-start images-offline
 
@@ -254,6 +254,15 @@ ifeq ($(RUNTIME),compose)
 	$(SERVE_STACK) run --rm --no-deps $(NO_TTY) report-deployment python -m reporting.create_report
 else
 	$(PY) -m reporting.create_report --env $(env)
+endif
+
+archive: ## archive predictions, outcomes and settlements past PREDICTION_RETENTION_DAYS to S3, then delete them (DRY_RUN=1: count)
+ifeq ($(RUNTIME),compose)
+	$(BUILD_BASE)
+	$(SERVE_STACK) build report-deployment
+	$(SERVE_STACK) run --rm --no-deps $(NO_TTY) report-deployment python -m mlops.archive $(if $(DRY_RUN),--dry-run)
+else
+	$(PY) -m mlops.archive --env $(env) $(if $(DRY_RUN),--dry-run)
 endif
 
 outcomes: ## load observed outcomes (id, label[, date]) and settle them against the prediction log: make outcomes FILE=...

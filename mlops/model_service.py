@@ -27,8 +27,6 @@ from mlops.spec import FeatureSpec
 
 log = logging.getLogger(__name__)
 
-LAST_SERVED = "last-served.json"
-
 
 COLUMNAR_MIN_ROWS = 32  # below this the row-wise encoder is as fast and has no per-column setup
 
@@ -85,7 +83,7 @@ class ModelService:
             run_id, why = registry.resolve_run_id(settings)
             model_dir = registry.download_model(settings, run_id)
         except ServiceUnavailable as error:
-            run_id = settings.run_id or _last_served(cache_dir)
+            run_id = settings.run_id or registry.last_served(cache_dir)
             model_dir = registry.cached_model_dir(cache_dir, run_id) if run_id else None
             if not model_dir or not registry.is_complete(model_dir):
                 raise ServiceUnavailable(f"{error}; and no cached model to fall back on in {cache_dir}") from error
@@ -135,16 +133,8 @@ class ModelService:
         return bundle.predict_encoded(matrix), bundle
 
 
-def _last_served(cache_dir: Path) -> str | None:
-    marker = cache_dir / LAST_SERVED
-    try:
-        return json.loads(marker.read_text())["run_id"]
-    except (OSError, ValueError, KeyError):
-        return None
-
-
 def remember_served(cache_dir: Path, run_id: str) -> None:
-    write_atomic(cache_dir / LAST_SERVED, json.dumps({"run_id": run_id}))
+    write_atomic(cache_dir / registry.LAST_SERVED, json.dumps({"run_id": run_id}))
 
 
 # ---------------------------------------------------------------------------------------------- hot model switch

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 import tempfile
@@ -18,6 +20,8 @@ from mlops.aws import ServiceUnavailable
 from mlops.model import BOOSTER_FILE, MODEL_ARTIFACT, SPEC_FILE
 from mlops.settings import Settings
 from mlops.spec import FeatureSpec
+
+log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -126,6 +130,38 @@ def cached_model_dir(cache_dir: Path, run_id: str) -> Path:
     return cache_dir / run_id / MODEL_ARTIFACT
 
 
+LAST_SERVED = "last-served.json"  # in the cache folder: the run to fall back on while MLflow is down
+
+
+def last_served(cache_dir: Path) -> str | None:
+    try:
+        return json.loads((cache_dir / LAST_SERVED).read_text())["run_id"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def prune_cache(cache_dir: Path, keep: int, protected: set[str]) -> list[str]:
+    """Keep the `keep` most recently downloaded models (and `protected` ones, the last served among them); the
+    others leave by rename, then deletion, so no process ever reads half a folder. Returns the run ids removed."""
+    folders = sorted(
+        (p for p in cache_dir.iterdir() if p.is_dir() and ".stale-" not in p.name and not p.name.startswith(".")),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
+    removed = []
+    for folder in folders[keep:]:
+        if folder.name in protected:
+            continue
+        aside = folder.with_name(f"{folder.name}.stale-{os.getpid()}-{time.monotonic_ns()}")
+        try:
+            folder.rename(aside)
+        except OSError:
+            continue  # another process pruned it first
+        shutil.rmtree(aside, ignore_errors=True)
+        removed.append(folder.name)
+    return removed
+
+
 def download_model(settings: Settings, run_id: str) -> Path:
     """The run's model folder, from the local cache when present, else downloaded once and cached atomically."""
     target = cached_model_dir(settings.model_cache_dir, run_id)
@@ -144,6 +180,9 @@ def download_model(settings: Settings, run_id: str) -> Path:
                 "train again (make train) or pick another RUN_ID"
             )
         _publish(downloaded, target)
+    protected = {run_id, last_served(settings.model_cache_dir) or ""}
+    for gone in prune_cache(settings.model_cache_dir, settings.model_cache_keep, protected):
+        log.info("model cache: removed %s (MODEL_CACHE_KEEP=%d)", gone, settings.model_cache_keep)
     return target
 
 

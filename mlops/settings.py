@@ -16,6 +16,9 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from mlops.control_plane_settings import CREDENTIAL_FIELDS, ControlPlaneSettings
+from mlops.retention_settings import RetentionSettings
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # Values that mean "nobody filled this in": `env=cloud` refuses to start with them.
@@ -54,7 +57,7 @@ FLOW_OVERRIDES_ALLOWED = frozenset(
 )
 
 
-class Settings(BaseSettings):
+class Settings(BaseSettings, ControlPlaneSettings, RetentionSettings):
     """Endpoints, names and knobs; env var names are the field names in upper case."""
 
     model_config = SettingsConfigDict(extra="ignore", env_file_encoding="utf-8", populate_by_name=True)
@@ -97,26 +100,6 @@ class Settings(BaseSettings):
         default=None, description="empty: the spec's own registered model; set to serve a spec under another name"
     )
     run_id: str | None = Field(default=None, description="MLflow run whose model is served; empty = alias")
-
-    # --- control-plane credentials (mlops/control_plane.py, docs/security.md): secrets, from the environment ---
-    mlflow_admin_username: str = Field(default="admin", description="MLflow server's admin user (basic-auth app)")
-    mlflow_admin_password: str | None = Field(
-        default=None, description="MLflow admin password; set: the server runs its basic-auth app (env=cloud: required)"
-    )
-    mlflow_tracking_username: str | None = Field(
-        default=None, description="this process's MLflow user (the platform's writer unless its runtime says reader)"
-    )
-    mlflow_tracking_password: str | None = Field(default=None, description="password of MLFLOW_TRACKING_USERNAME")
-    mlflow_reader_username: str = Field(
-        default="mlops-reader", description="read-only MLflow user of the services that only read the registry"
-    )
-    mlflow_reader_password: str | None = Field(default=None, description="password of MLFLOW_READER_USERNAME")
-    prefect_api_auth_string: str | None = Field(
-        default=None, description="user:password Prefect's server requires and every client sends (env=cloud: required)"
-    )
-    drift_service_key: str | None = Field(
-        default=None, description="key the drift service requires on its write endpoints (x-service-key)"
-    )
 
     # --- Prefect ---
     prefect_api_url: str = Field(default="http://127.0.0.1:4200/api", description="Prefect server API")
@@ -261,12 +244,7 @@ class Settings(BaseSettings):
         "drift_service_url",
         "model_name",
         "mlflow_experiment",
-        "mlflow_admin_password",
-        "mlflow_tracking_username",
-        "mlflow_tracking_password",
-        "mlflow_reader_password",
-        "prefect_api_auth_string",
-        "drift_service_key",
+        *CREDENTIAL_FIELDS,
         mode="before",
     )
     @classmethod

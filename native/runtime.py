@@ -21,6 +21,7 @@ from urllib.parse import urlparse
 import requests
 
 from mlops import mlflow_server
+from mlops.control_plane_settings import CREDENTIAL_FIELDS
 from mlops.settings import PROJECT_ROOT, Settings, load_settings
 
 CONFIG = PROJECT_ROOT / "native" / "supervisord.conf"
@@ -107,18 +108,7 @@ def credentials_environment(settings: Settings) -> dict[str, str]:
     """The control-plane secrets every program inherits (whether they came from the environment or .env.<env>),
     the Prefect server's own copy of the auth string, and the reader's MLflow credentials the read-only programs
     of supervisord.conf switch to (empty when MLflow runs open)."""
-    env = {
-        name.upper(): value
-        for name in (
-            "mlflow_admin_password",
-            "mlflow_tracking_username",
-            "mlflow_tracking_password",
-            "mlflow_reader_password",
-            "prefect_api_auth_string",
-            "drift_service_key",
-        )
-        if (value := getattr(settings, name))
-    }
+    env = {name.upper(): value for name in CREDENTIAL_FIELDS if (value := getattr(settings, name))}
     if settings.prefect_api_auth_string:
         env["PREFECT_SERVER_API_AUTH_STRING"] = settings.prefect_api_auth_string
     reader = settings.mlflow_admin_password and settings.mlflow_reader_password

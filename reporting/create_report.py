@@ -118,6 +118,7 @@ def write_report(
             summary, settled=figures.labels, realized_roc_auc=round(figures.roc_auc, 6), quality_file=quality_file
         )
     report.add_to_manifest(folder, summary)
+    report.prune(folder, settings.reports_keep)
     report.write_index(folder, created)
     return summary
 

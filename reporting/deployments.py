@@ -1,4 +1,5 @@
-"""The reports deployment: `create_report` every REPORT_INTERVAL_HOURS (3 h), served by this process.
+"""The reports deployments, served by this process: `create_report` every REPORT_INTERVAL_HOURS (3 h), and
+`archive_prediction_log` (mlops.archive) every ARCHIVE_INTERVAL_HOURS (24 h).
 
 Prefect 3 has no agents: `python -m reporting.deployments` registers the deployment and runs its scheduled
 flow runs itself (native program `report-deployment`, compose service of the same name;
@@ -19,9 +20,12 @@ from reporting.create_report import FLOW_NAME, create_report
 
 DEPLOYMENT_NAME = "drift-reports"
 FULL_NAME = f"{FLOW_NAME}/{DEPLOYMENT_NAME}"
+ARCHIVE_DEPLOYMENT = "prediction-log-retention"
 
 
 def deployments(settings: Settings) -> list[Any]:
+    from model_orchestration.archive_flow import archive_prediction_log
+
     return [
         create_report.to_deployment(
             name=DEPLOYMENT_NAME,
@@ -29,7 +33,15 @@ def deployments(settings: Settings) -> list[Any]:
             parameters={"env": settings.env},
             tags=["reporting", settings.env],
             description="Evidently drift report of the last window of predictions, written where nginx serves it.",
-        )
+        ),
+        archive_prediction_log.to_deployment(
+            name=ARCHIVE_DEPLOYMENT,
+            interval=timedelta(hours=settings.archive_interval_hours),
+            parameters={"env": settings.env},
+            tags=["retention", settings.env],
+            description="Predictions, outcomes and settlements past PREDICTION_RETENTION_DAYS: Parquet in S3, then "
+            "deleted from the prediction log.",
+        ),
     ]
 
 

@@ -230,6 +230,24 @@ def add_to_manifest(folder: Path, summary: ReportSummary) -> list[dict[str, Any]
     return entries
 
 
+def prune(folder: Path, keep: int) -> list[str]:
+    """Keep the newest `keep` reports (REPORTS_KEEP): older ones leave with their quality page and manifest entry.
+    Their figures stay in the prediction store's report summaries. Returns the files removed."""
+    reports = sorted(
+        (p for p in folder.glob(f"{REPORT_PREFIX}*.html") if time_of_report(p.name) is not None),
+        key=lambda p: time_of_report(p.name),  # type: ignore[arg-type,return-value]
+        reverse=True,
+    )
+    gone = [p.name for p in reversed(reports[keep:])]  # oldest first
+    for name in gone:
+        for path in (folder / name, folder / quality_filename(name)):
+            path.unlink(missing_ok=True)
+    if gone:
+        entries = [e for e in read_manifest(folder) if e["file"] not in set(gone)]
+        write_atomic(folder / MANIFEST, json.dumps(entries, indent=2))
+    return gone
+
+
 def index_rows(folder: Path, manifest: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Every report file in `folder`, newest first, with its manifest summary when there is one."""
     known = {e["file"]: e for e in manifest}

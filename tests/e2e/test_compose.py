@@ -279,14 +279,17 @@ def check_control_planes_refuse_strangers(stack: Stack) -> None:
     assert requests.post(mlflow_search, json={"max_results": 1}, timeout=10).status_code == 401
     reader = (stack.env.get("MLFLOW_READER_USERNAME", "mlops-reader"), stack.secrets["MLFLOW_READER_PASSWORD"])
     assert requests.post(mlflow_search, json={"max_results": 1}, auth=reader, timeout=10).status_code == 200
-    create = stack.url("MLFLOW", "/api/2.0/mlflow/experiments/create")
-    created = requests.post(create, json={"name": "by-the-reader"}, auth=reader, timeout=10)
-    assert created.status_code == 403, created.text
+    # the reader reads the registry and cannot move its aliases (what serving follows)
+    alias = stack.url("MLFLOW", "/api/2.0/mlflow/registered-models/alias")
+    moved = requests.post(
+        alias, json={"name": "churn-model", "alias": "champion", "version": "1"}, auth=reader, timeout=10
+    )
+    assert moved.status_code == 403, moved.text
     flows = stack.url("PREFECT", "/api/flows/filter")
     assert requests.post(flows, json={}, timeout=10).status_code == 401
     prefect_user = tuple(stack.secrets["PREFECT_API_AUTH_STRING"].split(":", 1))
     assert requests.post(flows, json={}, auth=prefect_user, timeout=10).status_code == 200
-    iterate = requests.post(stack.url("DRIFT", "/iterate"), json=[], timeout=10)
+    iterate = requests.post(stack.url("DRIFT", "/iterate/bank_churners"), json=[], timeout=10)
     assert iterate.status_code == 401, iterate.text
     # Redis: protected by its password, from inside the platform's network too
     refused = stack.exec("churn-mlops-serve", "redis", "env", "-u", "REDISCLI_AUTH", "redis-cli", "ping")

@@ -106,16 +106,18 @@ def test_make_up_trains_serves_and_answers_then_make_down_stops_everything(platf
     mlflow.set_tracking_uri(platform_env["MLFLOW_TRACKING_URI"])
     assert mlflow.pyfunc.load_model(f"runs:/{run_id}/model") is not None
 
-    # the platform's schedules are deployed: training (interval), daily batch (cron), drift reports (interval)
+    # the platform's schedules are deployed: training (interval), daily batch (cron), drift reports and the
+    # prediction log's archive (intervals)
     def deployments() -> dict[str, dict]:
         found = requests.post(f"{prefect_api}/deployments/filter", json={}, auth=prefect_user, timeout=10).json()
         return {d["name"]: d for d in found}
 
     deadline = time.monotonic() + 60
-    while set(deployments()) < {"churn-training", "churn-batch-daily", "drift-reports"}:
+    expected = {"churn-training", "churn-batch-daily", "drift-reports", "prediction-log-retention"}
+    while set(deployments()) < expected:
         assert time.monotonic() < deadline, f"deployments after make up: {sorted(deployments())}"
         time.sleep(1)
-    for name in ("churn-training", "churn-batch-daily"):
+    for name in ("churn-training", "churn-batch-daily", "prediction-log-retention"):
         assert deployments()[name]["schedules"], f"{name} has no schedule"
 
     logs = Path(platform_env["STATE_DIR"]) / "logs"

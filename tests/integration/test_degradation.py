@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from mlops.model_service import LAST_SERVED
+from mlops.registry import LAST_SERVED
 from mlops.settings import Settings
 from native.throwaway import VENV_BIN, free_port, start_process, stop_process, wait_for_http
 

@@ -116,6 +116,13 @@ def test_emulator_image_matches_the_locked_moto() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SERVICES))
+def test_every_container_log_is_rotated(name: str) -> None:
+    logging = SERVICES[name][1].get("logging") or {}
+    assert logging.get("driver") == "json-file", f"{name}: no log rotation (logging: *logging)"
+    assert logging["options"]["max-size"] and int(logging["options"]["max-file"]) >= 1, name
+
+
+@pytest.mark.parametrize("name", sorted(SERVICES))
 def test_every_service_has_a_health_check(name: str) -> None:
     healthcheck = SERVICES[name][1].get("healthcheck")
     assert healthcheck and not healthcheck.get("disable"), f"{name}: no health check"

@@ -76,3 +76,17 @@ def test_a_complete_cache_entry_is_served_without_asking_mlflow(
 
     monkeypatch.setattr(registry.mlflow.artifacts, "download_artifacts", no_download)
     assert registry.download_model(settings, RUN) == target
+
+
+def test_the_cache_keeps_the_newest_models_and_the_last_served(tmp_path: Path) -> None:
+    import os
+
+    cache = tmp_path / "model-cache"
+    runs = [f"{i:032x}" for i in range(6)]
+    for age, run in enumerate(reversed(runs)):  # runs[0] is the oldest
+        _write_model(registry.cached_model_dir(cache, run), run)
+        os.utime(cache / run, (1_000_000 - age * 100, 1_000_000 - age * 100))
+    (cache / registry.LAST_SERVED).write_text(f'{{"run_id": "{runs[0]}"}}')
+    removed = registry.prune_cache(cache, keep=3, protected={registry.last_served(cache) or ""})
+    assert sorted(removed) == sorted(runs[1:3])
+    assert sorted(p.name for p in cache.iterdir() if p.is_dir()) == sorted([runs[0], *runs[3:]])

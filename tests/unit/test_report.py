@@ -92,3 +92,21 @@ def test_damaged_manifest_still_lists_files(tmp_path: Path) -> None:
     (tmp_path / "data_report-20260101T000000Z.html").write_text("x")
     rows = report.index_rows(tmp_path, report.read_manifest(tmp_path))
     assert [r["file"] for r in rows] == ["data_report-20260101T000000Z.html"]
+
+
+def test_only_the_newest_reports_are_kept_with_their_quality_pages_and_entries(tmp_path: Path) -> None:
+    import json
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    names = [report.report_filename(start + timedelta(hours=3 * i)) for i in range(6)]
+    for name in names:
+        (tmp_path / name).write_text("report")
+        (tmp_path / report.quality_filename(name)).write_text("quality")
+    (tmp_path / report.MANIFEST).write_text(json.dumps([{"file": name, "rows": 1} for name in names]))
+    (tmp_path / "notes.html").write_text("not a report: left alone")
+    gone = report.prune(tmp_path, keep=4)
+    assert gone == names[:2]  # the oldest two
+    assert sorted(p.name for p in tmp_path.glob("data_report-*.html")) == sorted(names[2:])
+    assert not any((tmp_path / report.quality_filename(name)).exists() for name in gone)
+    assert [e["file"] for e in report.read_manifest(tmp_path)] == names[2:]
+    assert (tmp_path / "notes.html").exists() and report.prune(tmp_path, keep=4) == []

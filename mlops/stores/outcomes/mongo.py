@@ -11,14 +11,17 @@ from mlops.outcomes import Outcome
 from mlops.stores.base import unavailable
 from mlops.stores.ids import iso, utc_now_iso
 from mlops.stores.outcomes.report import (
+    ARCHIVE_STATE,
     CONFLICT,
     DUPLICATE,
     OUTCOMES,
     SETTLED,
     SETTLEMENTS,
+    UNKNOWN,
     Candidate,
     IngestReport,
     choose,
+    unmatched,
 )
 from mlops.stores.prediction_log.entry import PREDICTIONS
 
@@ -67,13 +70,15 @@ class MongoOutcomeStore:
         report = IngestReport()
 
         def ingest() -> None:
+            state = self._db[ARCHIVE_STATE].find_one({"_id": "archived_before"})
+            report.archived_before = state["value"] if state else None
             for outcome in outcomes:
-                report.count(self._one(outcome), outcome)
+                report.count(self._one(outcome, report.archived_before), outcome)
 
         self._guard(ingest)
         return report
 
-    def _one(self, outcome: Outcome) -> str:
+    def _one(self, outcome: Outcome, archived: str | None) -> str:
         from pymongo.errors import DuplicateKeyError
 
         outcome_id = outcome.outcome_id
@@ -94,7 +99,7 @@ class MongoOutcomeStore:
         chosen = choose(outcome, by_request, latest)
         prediction_id = None if isinstance(chosen, str) else chosen.prediction_id
         if isinstance(chosen, str):
-            status = chosen
+            status = unmatched(outcome, archived) if chosen == UNKNOWN else chosen
         else:
             now = datetime.now(UTC)
             document = {

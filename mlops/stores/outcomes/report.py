@@ -8,17 +8,25 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from mlops.outcomes import Outcome
+from mlops.stores.ids import iso
 
 OUTCOMES = "outcomes"
 SETTLEMENTS = "settlements"
 MAX_LISTED = 20  # unknown / ambiguous keys named in an answer
 
 SETTLED, DUPLICATE, UNKNOWN, AMBIGUOUS, CONFLICT = "settled", "duplicate", "unknown", "ambiguous", "conflict"
+# not in the log because the archive took it: observed before the archive's horizon (mlops.archive)
+ARCHIVED = "archived"
+ARCHIVE_STATE = "archive_state"  # one value per name, beside the tables: `archived_before` (ISO time)
 
 
 @dataclass
 class IngestReport:
-    """What happened to each outcome of one call; `unknown_keys` names the first few not matched."""
+    """What happened to each outcome of one call; `unknown_keys` names the first few not matched.
+
+    `archived`: outcomes observed before `archived_before`, the horizon up to which the log's predictions were
+    archived to S3 and deleted (their prediction, if any, is in the archive). With an archive, `archived_before`
+    is in every answer, so an unknown outcome observed later but about an older prediction has its reason too."""
 
     received: int = 0
     settled: int = 0
@@ -27,6 +35,8 @@ class IngestReport:
     ambiguous: int = 0
     conflicts: int = 0
     refused: int = 0  # refused by the store for their content: quarantined (mlops.stores.quarantine)
+    archived: int = 0
+    archived_before: str | None = None
     unknown_keys: list[str] = field(default_factory=list)
     ambiguous_keys: list[str] = field(default_factory=list)
 
@@ -42,14 +52,17 @@ class IngestReport:
             self.unknown += 1
             if len(self.unknown_keys) < MAX_LISTED:
                 self.unknown_keys.append(outcome.key)
+        elif status == ARCHIVED:
+            self.archived += 1
         elif status == AMBIGUOUS:
             self.ambiguous += 1
             if len(self.ambiguous_keys) < MAX_LISTED:
                 self.ambiguous_keys.append(outcome.key)
 
     def merge(self, other: IngestReport) -> None:
-        for name in ("received", "settled", "duplicates", "unknown", "ambiguous", "conflicts", "refused"):
+        for name in ("received", "settled", "duplicates", "unknown", "ambiguous", "conflicts", "refused", "archived"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.archived_before = other.archived_before or self.archived_before
         self.unknown_keys = (self.unknown_keys + other.unknown_keys)[:MAX_LISTED]
         self.ambiguous_keys = (self.ambiguous_keys + other.ambiguous_keys)[:MAX_LISTED]
 
@@ -82,6 +95,14 @@ def choose(outcome: Outcome, by_request: list[Candidate], latest_of_customer: Ca
         if outcome.customer_id is None:
             return UNKNOWN
     return latest_of_customer if latest_of_customer is not None else UNKNOWN
+
+
+def unmatched(outcome: Outcome, archived_before: str | None) -> str:
+    """UNKNOWN, or ARCHIVED when the outcome was observed before the archive's horizon: the prediction it would
+    settle was made earlier still, so it is in the archive (or never was), not late in the log."""
+    if archived_before is not None and iso(outcome.observed_at) < archived_before:
+        return ARCHIVED
+    return UNKNOWN
 
 
 class OutcomeStore(Protocol):

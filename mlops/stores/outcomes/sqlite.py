@@ -11,21 +11,24 @@ from typing import Any
 from mlops.outcomes import Outcome
 from mlops.stores.ids import iso, utc_now_iso
 from mlops.stores.outcomes.report import (
+    ARCHIVE_STATE,
     CONFLICT,
     DUPLICATE,
     OUTCOMES,
     SETTLED,
     SETTLEMENTS,
+    UNKNOWN,
     Candidate,
     IngestReport,
     choose,
+    unmatched,
 )
 from mlops.stores.prediction_log.entry import PREDICTIONS
 from mlops.stores.prediction_log.sqlite import create_schema
 from mlops.stores.sqlite_file import SQLiteFile, in_transaction
 
 
-def _outcome_schema(connection: sqlite3.Connection) -> None:
+def create_outcome_schema(connection: sqlite3.Connection) -> None:
     connection.executescript(
         f"""
         CREATE TABLE IF NOT EXISTS {OUTCOMES} (
@@ -52,6 +55,8 @@ def _outcome_schema(connection: sqlite3.Connection) -> None:
         );
         CREATE INDEX IF NOT EXISTS {SETTLEMENTS}_run ON {SETTLEMENTS} (model_run_id, seq);
         CREATE INDEX IF NOT EXISTS {SETTLEMENTS}_predicted ON {SETTLEMENTS} (predicted_at);
+        CREATE INDEX IF NOT EXISTS {OUTCOMES}_received ON {OUTCOMES} (received_at);
+        CREATE TABLE IF NOT EXISTS {ARCHIVE_STATE} (name TEXT PRIMARY KEY, value TEXT NOT NULL);
         """
     )
 
@@ -62,7 +67,7 @@ class SQLiteOutcomeStore:
     def __init__(self, uri: str) -> None:
         self.uri = uri
         # the prediction log's file: its predictions table (and indexes) first, then ours
-        self.file = SQLiteFile(uri, [create_schema, _outcome_schema], "outcome store", "PREDICTION_LOG_URI")
+        self.file = SQLiteFile(uri, [create_schema, create_outcome_schema], "outcome store", "PREDICTION_LOG_URI")
 
     def _run(self, action: Callable[[sqlite3.Connection], Any]) -> Any:
         return self.file.run(action)
@@ -77,14 +82,17 @@ class SQLiteOutcomeStore:
         select = f"SELECT prediction_id, customer_id, model_run_id, prediction, timestamp, source FROM {PREDICTIONS}"
 
         def ingest(connection: sqlite3.Connection) -> None:
+            report.archived_before = archived_before(connection)
             for outcome in outcomes:
-                report.count(self._one(connection, outcome, now, candidates, select), outcome)
+                report.count(self._one(connection, outcome, now, candidates, select, report.archived_before), outcome)
 
         self._run(lambda c: in_transaction(c, ingest))
         return report
 
     @staticmethod
-    def _one(connection: sqlite3.Connection, outcome: Outcome, now: str, candidates: Any, select: str) -> str:
+    def _one(
+        connection: sqlite3.Connection, outcome: Outcome, now: str, candidates: Any, select: str, archived: str | None
+    ) -> str:
         outcome_id = outcome.outcome_id
         seen = connection.execute(f"SELECT status FROM {OUTCOMES} WHERE outcome_id = ?", (outcome_id,)).fetchone()
         if seen is not None and seen[0] in (SETTLED, DUPLICATE, CONFLICT):
@@ -107,7 +115,7 @@ class SQLiteOutcomeStore:
         status: str
         prediction_id: str | None = None
         if isinstance(chosen, str):
-            status = chosen
+            status = unmatched(outcome, archived) if chosen == UNKNOWN else chosen
         else:
             prediction_id = chosen.prediction_id
             earlier = connection.execute(
@@ -220,3 +228,9 @@ def chosen_request(connection: sqlite3.Connection, chosen: Candidate) -> str:
     """The request id of the settled prediction (an outcome by customer does not carry it)."""
     row = connection.execute(f"SELECT request_id FROM {PREDICTIONS} WHERE prediction_id = ?", (chosen.prediction_id,))
     return str(row.fetchone()[0])
+
+
+def archived_before(connection: sqlite3.Connection) -> str | None:
+    """The archive's horizon (mlops.archive): rows logged before it were archived to S3 and deleted."""
+    row = connection.execute(f"SELECT value FROM {ARCHIVE_STATE} WHERE name = 'archived_before'").fetchone()
+    return row[0] if row else None

@@ -1,0 +1,33 @@
+"""The retention settings, a part of `mlops.settings.Settings` (which inherits them): how long the prediction log
+keeps its rows before the archive takes them, and where and how often it does (mlops.archive)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class RetentionSettings(BaseModel):
+    prediction_retention_days: int = Field(
+        default=90,
+        ge=1,
+        description="predictions, outcomes and settlements older than this are archived to S3, then deleted",
+    )
+    archive_prefix: str = Field(
+        default="archive", description="S3 prefix (in S3_BUCKET) of the archive: <prefix>/<table>/date=.../*.parquet"
+    )
+    archive_chunk_rows: int = Field(
+        default=50_000, ge=100, description="rows read, written and deleted per archive step (bounds its memory)"
+    )
+    archive_interval_hours: float = Field(default=24.0, gt=0, description="schedule of the archive deployment")
+    mongo_ttl_margin_days: int = Field(
+        default=30,
+        ge=1,
+        description="MongoDB only: a TTL index deletes predictions this long after the retention horizon (a safety "
+        "net should the archive stop running)",
+    )
+    reports_keep: int = Field(
+        default=240, ge=1, description="drift reports kept in REPORTS_DIR (240: 30 days at one every 3 h); older leave"
+    )
+    model_cache_keep: int = Field(
+        default=5, ge=1, description="models kept in STATE_DIR/model-cache (the last served always stays)"
+    )

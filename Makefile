@@ -72,7 +72,7 @@ RUNTIME_CLI := $(PY) -m native.runtime --env $(env)
 SERVE_PROGRAMS := predict-api serve-kinesis drift-service prometheus alertmanager alert-receiver
 
 .PHONY: help install system-packages test-packages up down setup-model-registry init_aws train apply-model-train-flow \
-	setup-model-serve start-serve stop-serve apply-prediction-reporting report archive batch quarantine outcomes materialize promote \
+	setup-model-serve start-serve stop-serve apply-prediction-reporting report archive backup restore batch quarantine outcomes materialize promote \
 	rollback status logs \
 	test run_tests lint format bench bench-packages reset_all docker-engine docker-engine-start images-offline
 
@@ -264,6 +264,14 @@ ifeq ($(RUNTIME),compose)
 else
 	$(PY) -m mlops.archive --env $(env) $(if $(DRY_RUN),--dry-run)
 endif
+
+backup: ## native: back up all state while the platform runs (TO=<folder|s3://bucket/prefix>, default BACKUP_LOCATION)
+	$(PY) -m mlops.backup --env $(env) create $(if $(TO),--to $(TO))
+
+restore: ## native: restore a backup with the platform down: make restore FROM=<location>/<stamp> [FORCE=1]
+	@test -n "$(FROM)" || { echo "usage: make restore FROM=<backup folder or s3 prefix>/<stamp> [FORCE=1] (list: $(PY) -m mlops.backup list)"; exit 2; }
+	$(RUNTIME_CLI) up moto
+	$(PY) -m mlops.backup --env $(env) restore $(FROM) $(if $(FORCE),--force)
 
 outcomes: ## load observed outcomes (id, label[, date]) and settle them against the prediction log: make outcomes FILE=...
 	@test -n "$(FILE)" || { echo "usage: make outcomes FILE=<outcomes.csv> (columns: CLIENTNUM or request_id, Attrition_Flag[, date])"; exit 2; }

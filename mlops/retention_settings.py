@@ -31,3 +31,12 @@ class RetentionSettings(BaseModel):
     model_cache_keep: int = Field(
         default=5, ge=1, description="models kept in STATE_DIR/model-cache (the last served always stays)"
     )
+    backup_location: str | None = Field(
+        default=None,
+        description="where backups go: a folder or s3://bucket/prefix; empty: a folder beside STATE_DIR "
+        "(<STATE_DIR>-backups)",
+    )
+    backup_keep: int = Field(default=7, ge=1, description="backups the scheduled backup flow keeps (newest first)")
+    backup_interval_hours: float = Field(
+        default=24.0, ge=0, description="schedule of the backup deployment (native runtime); 0: not scheduled"
+    )

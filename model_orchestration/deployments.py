@@ -21,10 +21,13 @@ from model_orchestration.train_flow import FLOW_NAME, model_tuning_and_uploading
 
 DEPLOYMENT_NAME = "churn-training"
 FULL_NAME = f"{FLOW_NAME}/{DEPLOYMENT_NAME}"
+BACKUP_DEPLOYMENT = "platform-backup"
 
 
 def deployments(settings: Settings) -> list[Any]:
-    return [
+    from model_orchestration.backup_flow import backup_platform
+
+    served = [
         model_tuning_and_uploading.to_deployment(
             name=DEPLOYMENT_NAME,
             interval=timedelta(hours=settings.train_interval_hours),
@@ -33,6 +36,17 @@ def deployments(settings: Settings) -> list[Any]:
             description="Tune XGBoost with hyperopt, log every trial to MLflow, register the best as 'challenger'.",
         )
     ]
+    if settings.backup_interval_hours > 0:
+        served.append(
+            backup_platform.to_deployment(
+                name=BACKUP_DEPLOYMENT,
+                interval=timedelta(hours=settings.backup_interval_hours),
+                parameters={"env": settings.env},
+                tags=["backup", settings.env],
+                description="Back up STATE_DIR and the feature store bucket; keep the newest BACKUP_KEEP.",
+            )
+        )
+    return served
 
 
 def trigger(wait_seconds: float) -> str:

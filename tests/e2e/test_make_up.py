@@ -113,7 +113,7 @@ def test_make_up_trains_serves_and_answers_then_make_down_stops_everything(platf
         return {d["name"]: d for d in found}
 
     deadline = time.monotonic() + 60
-    expected = {"churn-training", "churn-batch-daily", "drift-reports", "prediction-log-retention"}
+    expected = {"churn-training", "churn-batch-daily", "drift-reports", "prediction-log-retention", "platform-backup"}
     while set(deployments()) < expected:
         assert time.monotonic() < deadline, f"deployments after make up: {sorted(deployments())}"
         time.sleep(1)
@@ -129,9 +129,69 @@ def test_make_up_trains_serves_and_answers_then_make_down_stops_everything(platf
     assert "already trained on the latest data" in second.stdout
     assert len(client.search_model_versions("name = 'churn-model'")) == 1
 
+    check_backup_reset_restore(platform_env, run_id)
+
     for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
         os.environ.pop(name, None)
     down = make("down", platform_env, timeout=120)
     assert down.returncode == 0, down.stderr
     still_open = [name for name, port in ports.items() if port_open(port)]
     assert still_open == [], f"ports still open after make down: {still_open}"
+
+
+def _state_counts(state: Path) -> dict[str, int]:
+    import sqlite3
+
+    counts = {}
+    for name in ("predictions.sqlite", "online.sqlite"):
+        with sqlite3.connect(state / name) as connection:
+            found = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            tables = sorted(found & {"predictions", "outcomes", "settlements", "online_features"})
+            counts |= {f"{name}:{t}": connection.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in tables}
+    return counts
+
+
+def check_backup_reset_restore(env: dict[str, str], run_id: str) -> None:
+    """`make backup` while it runs -> `make reset_all` (state and the in-memory S3 gone) -> `make restore` ->
+    `make up`: the same registered models and aliases, prediction, settlement and online-store counts, and the
+    same model served, without training again."""
+    import requests
+
+    from mlops.local_secrets import read
+
+    state = Path(env["STATE_DIR"])
+    backups = state.parent / "make-up-backups"
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+
+    def registry() -> tuple[list[tuple[str, str]], dict[str, str]]:
+        versions = sorted((v.version, v.run_id) for v in client.search_model_versions("name = 'churn-model'"))
+        return versions, dict(client.get_registered_model("churn-model").aliases)
+
+    before = registry(), _state_counts(state)
+    assert before[1]["predictions.sqlite:predictions"] > 0 and before[1]["online.sqlite:online_features"] > 0
+    taken = make("backup", env, f"TO={backups}")
+    assert taken.returncode == 0, (taken.stdout + taken.stderr)[-4000:]
+    stamp = re.findall(r"backup: \S+/(\d{8}T\d{6}Z) ", taken.stdout)[-1]
+    assert (backups / stamp / "manifest.json").exists() and not (backups / stamp / "state" / "logs").exists()
+
+    reset = make("reset_all", env, timeout=180)
+    assert reset.returncode == 0, reset.stderr[-3000:]
+    assert not (state / "predictions.sqlite").exists()
+    restored = make("restore", env, f"FROM={backups / stamp}", timeout=300)
+    assert restored.returncode == 0, (restored.stdout + restored.stderr)[-4000:]
+    refused = make("restore", env, f"FROM={backups / stamp}", timeout=300)  # once more: state is there now
+    assert refused.returncode != 0 and "FORCE=1" in refused.stderr, refused.stderr[-2000:]
+    again = make("up", env)
+    assert again.returncode == 0, (again.stdout + again.stderr)[-6000:]
+    assert "already trained on the latest data" in again.stdout  # the restored snapshot and runs: no retraining
+    secrets = read(state / "secrets.env")  # the restored ones: the databases' users were made with them
+    os.environ["MLFLOW_TRACKING_USERNAME"] = secrets["MLFLOW_TRACKING_USERNAME"]
+    os.environ["MLFLOW_TRACKING_PASSWORD"] = secrets["MLFLOW_TRACKING_PASSWORD"]
+    after = registry(), _state_counts(state)
+    assert after[0] == before[0]
+    # make up's smoke request after the restore logged one more prediction; nothing else changed
+    logged = "predictions.sqlite:predictions"
+    assert {k: v for k, v in after[1].items() if k != logged} == {k: v for k, v in before[1].items() if k != logged}
+    assert after[1][logged] >= before[1][logged]
+    health = requests.get(f"http://127.0.0.1:{env['API_PORT']}/health", timeout=10).json()
+    assert health["model_run_id"] == run_id, health

@@ -1,0 +1,118 @@
+"""Backups (mlops.backup): a consistent copy of STATE_DIR's databases and files and of the feature store bucket,
+listed, pruned and restored; S3 is moto in process."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from moto import mock_aws
+
+from mlops import aws
+from mlops.backup import BackupError, create_backup, list_backups, prune_backups, restore_backup
+from mlops.settings import Settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Iterator[Settings]:
+    with mock_aws():
+        settings = Settings(
+            _env_file=None,
+            state_dir=tmp_path / "state",
+            aws_endpoint_url=None,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            s3_bucket="backup-test",
+        )
+        yield settings
+
+
+def _platform_state(settings: Settings) -> sqlite3.Connection:
+    """A prediction log with rows, one more written after the backup starts reading (WAL kept open), MLflow's
+    artifacts, secrets, logs and a model cache (left out), and the feature store bucket."""
+    state = settings.state_dir
+    (state / "mlflow" / "artifacts" / "1" / "run").mkdir(parents=True)
+    (state / "mlflow" / "artifacts" / "1" / "run" / "model.json").write_text('{"trees": 3}')
+    (state / "secrets.env").write_text("MLFLOW_ADMIN_PASSWORD ?= abc\n")
+    (state / "logs").mkdir()
+    (state / "logs" / "api.log").write_text("noise")
+    (state / "model-cache" / "r1").mkdir(parents=True)
+    (state / "model-cache" / "r1" / "big").write_bytes(b"x" * 1000)
+    writer = sqlite3.connect(state / "predictions.sqlite")
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("CREATE TABLE predictions (prediction_id TEXT PRIMARY KEY, input TEXT)")
+    writer.executemany("INSERT INTO predictions VALUES (?, ?)", [(f"p{i}", "{}") for i in range(500)])
+    writer.commit()  # in the WAL, not yet checkpointed into the file: the backup API still sees it
+    s3 = aws.client("s3", settings)
+    s3.create_bucket(Bucket="backup-test")
+    s3.put_object(Bucket="backup-test", Key="bank_churners/LATEST", Body=b"abc123")
+    s3.put_object(Bucket="backup-test", Key="archive/predictions/date=2026-01-01/part-1.parquet", Body=b"PAR1")
+    return writer
+
+
+def test_backup_then_restore_into_an_empty_state_gives_the_same_state(settings: Settings, tmp_path: Path) -> None:
+    writer = _platform_state(settings)
+    lines: list[str] = []
+    manifest = create_backup(settings, str(tmp_path / "backups"), say=lines.append)
+    writer.close()
+    assert manifest["counts"]["predictions"] == 500
+    paths = {f["path"] for f in manifest["files"]}
+    assert {"predictions.sqlite", "secrets.env", "mlflow/artifacts/1/run/model.json"} <= paths
+    assert not any(p.startswith(("logs/", "model-cache/")) or p.endswith("-wal") for p in paths), paths
+    assert list_backups(settings, str(tmp_path / "backups")) == [manifest["stamp"]]
+    assert oct((tmp_path / "backups").stat().st_mode & 0o777) == "0o700"
+
+    # disaster: the state and the bucket's objects are gone
+    import shutil
+
+    shutil.rmtree(settings.state_dir)
+    s3 = aws.client("s3", settings)
+    for key in ("bank_churners/LATEST", "archive/predictions/date=2026-01-01/part-1.parquet"):
+        s3.delete_object(Bucket="backup-test", Key=key)
+    restore_backup(settings, manifest["location"], say=lines.append)
+    with sqlite3.connect(settings.state_dir / "predictions.sqlite") as connection:
+        assert connection.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 500
+    assert (settings.state_dir / "mlflow/artifacts/1/run/model.json").read_text() == '{"trees": 3}'
+    assert oct((settings.state_dir / "secrets.env").stat().st_mode & 0o777) == "0o600"
+    assert s3.get_object(Bucket="backup-test", Key="bank_churners/LATEST")["Body"].read() == b"abc123"
+
+    # restoring over existing state is refused unless forced, and forced moves the current state aside
+    with pytest.raises(BackupError, match=r"already holds .*predictions\.sqlite"):
+        restore_backup(settings, manifest["location"], say=lines.append)
+    restore_backup(settings, manifest["location"], force=True, say=lines.append)
+    aside = list(settings.state_dir.glob("before-restore-*"))
+    assert len(aside) == 1 and (aside[0] / "predictions.sqlite").exists()
+
+
+def test_a_damaged_backup_is_refused_before_anything_is_touched(settings: Settings, tmp_path: Path) -> None:
+    _platform_state(settings).close()
+    manifest = create_backup(settings, str(tmp_path / "backups"), say=lambda _: None)
+    (Path(manifest["location"]) / "state" / "secrets.env").write_text("tampered")
+    with pytest.raises(BackupError, match=r"secrets\.env does not match its checksum"):
+        restore_backup(settings, manifest["location"], force=True, say=lambda _: None)
+    assert (settings.state_dir / "secrets.env").read_text() == "MLFLOW_ADMIN_PASSWORD ?= abc\n"
+    with pytest.raises(BackupError, match="not a backup"):
+        restore_backup(settings, str(tmp_path), say=lambda _: None)
+
+
+def test_backups_to_s3_are_listed_pruned_and_restored(settings: Settings, tmp_path: Path, monkeypatch) -> None:
+    _platform_state(settings).close()
+    aws.client("s3", settings).create_bucket(Bucket="vault")
+    stamps = []
+    for second in range(3):  # three backups, one second apart (stamps are to the second)
+        monkeypatch.setattr("mlops.backup.store._stamp", lambda s=second: f"20260101T00000{s}Z")
+        stamps.append(create_backup(settings, "s3://vault/platform", say=lambda _: None)["stamp"])
+    assert list_backups(settings, "s3://vault/platform") == stamps
+    assert prune_backups(settings, "s3://vault/platform", keep=2) == stamps[:1]
+    assert list_backups(settings, "s3://vault/platform") == stamps[1:]
+    manifest = json.loads(
+        aws.client("s3", settings).get_object(Bucket="vault", Key=f"platform/{stamps[-1]}/manifest.json")["Body"].read()
+    )
+    import shutil
+
+    shutil.rmtree(settings.state_dir)
+    restored = restore_backup(settings, f"s3://vault/platform/{stamps[-1]}", say=lambda _: None)
+    assert restored["counts"] == manifest["counts"] and (settings.state_dir / "predictions.sqlite").exists()

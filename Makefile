@@ -72,7 +72,7 @@ RUNTIME_CLI := $(PY) -m native.runtime --env $(env)
 SERVE_PROGRAMS := predict-api serve-kinesis drift-service prometheus alertmanager alert-receiver
 
 .PHONY: help install system-packages test-packages up down setup-model-registry init_aws train apply-model-train-flow \
-	setup-model-serve start-serve stop-serve apply-prediction-reporting report archive backup restore batch quarantine outcomes materialize promote \
+	setup-model-serve start-serve stop-serve apply-prediction-reporting report archive backup restore snapshot-from-production batch quarantine outcomes materialize promote \
 	rollback status logs \
 	test run_tests lint format bench bench-packages reset_all docker-engine docker-engine-start images-offline
 
@@ -263,6 +263,15 @@ ifeq ($(RUNTIME),compose)
 	$(SERVE_STACK) run --rm --no-deps $(NO_TTY) report-deployment python -m mlops.archive $(if $(DRY_RUN),--dry-run)
 else
 	$(PY) -m mlops.archive --env $(env) $(if $(DRY_RUN),--dry-run)
+endif
+
+snapshot-from-production: ## settled production predictions (log + archive) -> a new feature-store snapshot (MIN_ROWS=n)
+ifeq ($(RUNTIME),compose)
+	$(BUILD_BASE)
+	$(SERVE_STACK) build report-deployment
+	$(SERVE_STACK) run --rm --no-deps $(NO_TTY) report-deployment python -m mlops.production_data $(if $(MIN_ROWS),--min-rows $(MIN_ROWS))
+else
+	$(PY) -m mlops.production_data --env $(env) $(if $(MIN_ROWS),--min-rows $(MIN_ROWS))
 endif
 
 backup: ## native: back up all state while the platform runs (TO=<folder|s3://bucket/prefix>, default BACKUP_LOCATION)

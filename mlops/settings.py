@@ -225,6 +225,15 @@ class Settings(BaseSettings, ControlPlaneSettings, RetentionSettings):
     retrain_drift_share: float = Field(default=0.5, ge=0, le=1, description="drift share that counts as moved data")
     retrain_drift_computations: int = Field(default=3, ge=1, description="consecutive drifted computations needed")
     retrain_cooldown_hours: float = Field(default=24.0, ge=0, description="at most one triggered run per this")
+    retrain_min_production_rows: int = Field(
+        default=500,
+        ge=1,
+        description="a triggered retraining builds a snapshot from production's settled rows when at least this many "
+        "exist (else it trains on the current snapshot and says why)",
+    )
+    retrain_max_production_rows: int = Field(
+        default=200_000, ge=1, description="newest settled production rows a snapshot from production takes"
+    )
     retrain_auto_promote: bool = Field(
         default=False, description="a triggered training run puts its challenger through the promotion gate"
     )

@@ -139,7 +139,8 @@ class DriftMonitor:
             state.status, state.message = "ok", ""
             log.info("drift %s: %d rows, share %.3f in %.2fs", dataset, result.rows, result.share, result.duration_s)
         if self.trigger is not None:
-            self.trigger.observe_drift(dataset, result.share)  # outside the lock: it may call Prefect
+            # outside the lock: it may build a snapshot and call Prefect; the served run says what it was trained on
+            self.trigger.observe_drift(dataset, result.share, state.reference_run_id)
         return state.status
 
     def _reference(self, state: DatasetState, dataset: str, run_id: str | None) -> Reference:

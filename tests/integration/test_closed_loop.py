@@ -22,10 +22,13 @@ from mlflow.tracking import MlflowClient
 
 from mlops import aws
 from mlops.control_plane import prefect_auth
+from mlops.init_aws import load_data
 from mlops.promotion import AuditLog
 from mlops.settings import Settings
+from mlops.spec import FeatureSpec
 from native.throwaway import VENV_BIN, free_port, start_process, stop_process, wait_for_http
 from tests.support.kinesis import make_streams
+from tests.support.processes import TEST_ROWS
 from tests.support.promotion import Traffic, kinesis_run_ids, promote, train_version
 
 pytestmark = pytest.mark.integration
@@ -42,6 +45,11 @@ def platform(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, Any]]:
     state = tmp_path_factory.mktemp("closed-loop")
+    # a bucket of its own: the triggered run trains on a snapshot built from this loop's settled traffic
+    bucket = f"closed-loop-{state.name[-6:]}".lower().replace("_", "-")
+    own = Settings(_env_file=None, **{**settings.model_dump(), "s3_bucket": bucket})
+    aws.ensure_bucket(aws.client("s3", own), bucket, own.aws_region)
+    load_data(own, FeatureSpec.load(own.feature_spec), None, rows=TEST_ROWS, seed=7)
     streams = make_streams(aws.client("kinesis", settings))
     ports = {name: free_port() for name in ("api", "drift", "kinesis")}
     env = {
@@ -68,7 +76,9 @@ def platform(
         "PROMOTION_MIN_ROC_AUC": "0.5",
         "PROMOTION_MAX_BRIER": "0.5",  # drifted rows: the gate's job here is the comparison, not the floor
         "REALIZED_AUC_FLOOR": "0",  # this test drives the drift trigger; the decay trigger is test_retrain.py's
-        "PROMOTION_MIN_UPLIFT": "-0.2",  # a retrained model on the same snapshot may tie: not worse by 0.2 is enough
+        "S3_BUCKET": bucket,
+        "RETRAIN_MIN_PRODUCTION_ROWS": "50",  # the drifted, settled traffic by the time drift has persisted
+        "PROMOTION_MIN_UPLIFT": "-0.2",  # judged on drifted rows, a retrained model may tie: not worse by 0.2
         "PROMOTION_MIN_OUTCOMES": "100",
         "OUTCOME_MIN_LABELS": "100",
     }
@@ -76,7 +86,7 @@ def platform(
     processes: list[subprocess.Popen[Any]] = []
     logs = state / "logs"
     try:
-        v1 = train_version(settings, state, MODEL_NAME)
+        v1 = train_version(own, state, MODEL_NAME)
         first = promote(env)
         assert "promote: promoted:" in first.stdout, first.stdout + first.stderr
         for name, module, health in (
@@ -140,6 +150,9 @@ def test_drift_retrains_and_the_gate_promotes_and_serving_follows(
     # why it happened, as a person would find it: the trigger's run in Prefect, the gate's record in the audit log
     status = requests.get(f"http://127.0.0.1:{env['DRIFT_PORT']}/retrain", timeout=5).json()
     assert status["last"]["kind"] == "drift" and "drift share" in status["last"]["reason"]
+    assert status["last"]["data"].startswith("new snapshot"), status["last"]  # it learned from production
+    trained_on = client.get_run(v2).data.tags["data_hash"]
+    assert trained_on in status["last"]["data"] and trained_on != client.get_run(v1).data.tags["data_hash"]
     flow_run = requests.get(
         f"{settings.prefect_api_url}/flow_runs/{status['last']['flow_run_id']}", auth=prefect_auth(settings), timeout=5
     ).json()

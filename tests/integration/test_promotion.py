@@ -204,7 +204,7 @@ def test_two_concurrent_make_promote_runs_move_champion_once(loop: dict[str, Any
     assert champion_run(settings) == loop["v1"]  # after the rollback: v2 is the challenger again
     lock = Path(env["STATE_DIR"]) / "promotion.lock"
     audit = AuditLog(Path(env["STATE_DIR"]) / "audit" / "promotions.jsonl")
-    before = len(audit.records())
+    before = len(list(audit.records()))
     command = ["make", "--no-print-directory", "promote", "RUNTIME=native", "env=local"]
     with lock.open("a") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # both judge now; neither may move before both have judged
@@ -217,7 +217,7 @@ def test_two_concurrent_make_promote_runs_move_champion_once(loop: dict[str, Any
     outputs = [run.communicate(timeout=300)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     assert any("waiting for" in output and "promotion.lock" in output for output in outputs), outputs
-    records = audit.records()[before:]
+    records = list(audit.records())[before:]
     assert sorted(r["action"] for r in records) == ["promoted", "stale"], records
     stale = next(r for r in records if r["action"] == "stale")
     assert stale["champion"]["run_id"] == loop["v1"]  # judged against the champion that was gone by then

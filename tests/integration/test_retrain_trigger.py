@@ -61,6 +61,7 @@ def test_sustained_drift_starts_one_training_run_then_stays_quiet(
             "retrain_drift_share": 0.5,
             "retrain_drift_computations": 2,
             "retrain_cooldown_hours": 1.0,
+            "retrain_min_production_rows": 10**9,  # trains on the session's snapshot (the next test covers production)
         }
     )
     trigger = RetrainTrigger(trigger_settings)
@@ -92,5 +93,85 @@ def test_sustained_drift_starts_one_training_run_then_stays_quiet(
             assert trigger.observe_drift(tag, 0.95) is None
         assert [r["id"] for r in _runs_tagged(settings, tag)] == [flow_run_id]
         assert trigger.status()["last"]["flow_run_id"] == flow_run_id
+        assert trigger.status()["last"]["data"].startswith("fell back to the current snapshot")
+    finally:
+        stop_process(server, timeout=30)
+
+
+def test_a_trigger_trains_on_production_rows_and_never_twice_on_the_same_snapshot(
+    settings: Settings, service_env: dict[str, str], trained_run_id: str, tmp_path: Path
+) -> None:
+    """Enough settled production rows: the trigger builds a snapshot from them and the run it starts trains on it.
+    Drift again with that model served: the same rows give the same snapshot, so nothing starts ("nothing new to
+    learn"). Its own bucket, so the session's other tests keep their snapshot."""
+    from datetime import UTC, datetime, timedelta
+
+    from mlops import aws
+    from mlops.data import clean, generate_bank_churners
+    from mlops.feature_store import FeatureStore
+    from mlops.init_aws import load_data
+    from mlops.outcomes import Outcome
+    from mlops.spec import FeatureSpec
+    from mlops.stores.outcomes import SQLiteOutcomeStore
+    from mlops.stores.prediction_log import SQLiteStore, make_entry
+
+    bucket, model = f"retrain-production-{tmp_path.name[-8:]}".lower().replace("_", "-"), f"{MODEL_NAME}-production"
+    log_uri = f"sqlite:///{tmp_path / 'predictions.sqlite'}"
+    changes = {
+        "s3_bucket": bucket,
+        "state_dir": tmp_path / "first",
+        "prediction_log_uri": log_uri,
+        "retrain_drift_share": 0.5,
+        "retrain_drift_computations": 1,
+        "retrain_min_production_rows": 100,
+        "model_name": model,
+    }
+    own = Settings(_env_file=None, **{**settings.model_dump(), **changes})  # validated, no cached location
+    aws.ensure_bucket(aws.client("s3", own), bucket, own.aws_region)
+    spec = FeatureSpec.load(own.feature_spec)
+    base = load_data(own, spec, None, rows=600, seed=21)
+    live = clean(generate_bank_churners(150, seed=22), spec)
+    now = datetime.now(UTC)
+    entries = [
+        make_entry({c: row[c] for c in spec.feature_columns}, 0.5, trained_run_id, "http", f"prod-{i}",
+                   now - timedelta(minutes=200 - i), customer_id=str(row[spec.id_column]))
+        for i, row in live.iterrows()
+    ]  # fmt: skip
+    SQLiteStore(log_uri).write_many(entries)
+    settled = SQLiteOutcomeStore(log_uri).ingest(
+        [Outcome(e["request_id"], None, int(live.loc[i, "label"]), now) for i, e in enumerate(entries)]
+    )
+    assert settled.settled == 150
+
+    env = {**service_env, "MAX_EVALS": "1", "TRAIN_THREADS": "1", "MODEL_NAME": model, "S3_BUCKET": bucket}
+    log = tmp_path / "train-deployment.log"
+    server = start_process([str(VENV_BIN / "python"), "-m", "model_orchestration.deployments"], log, env=env)
+    try:
+        trigger = RetrainTrigger(own)
+        tag = f"production-{tmp_path.name}"
+        deadline = time.monotonic() + 120
+        while (flow_run_id := trigger.observe_drift(tag, 0.9, trained_run_id)) is None:
+            assert server.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"no run started: {trigger.last()}\n{log.read_text()[-3000:]}"
+            trigger.state_path.unlink(missing_ok=True)  # the deployment was not registered yet: no cool-down
+            time.sleep(2)
+        latest = FeatureStore(aws.client("s3", own), own).latest(spec.name)
+        assert latest.data_hash != base.data_hash
+        assert latest.data_hash in trigger.last()["data"] and "150 settled production rows" in trigger.last()["data"]
+        deadline = time.monotonic() + 300
+        while not (state := _state(settings, flow_run_id)).is_final():
+            assert time.monotonic() < deadline, f"flow run still {state.name}:\n{log.read_text()[-3000:]}"
+            time.sleep(2)
+        assert state.is_completed(), log.read_text()[-3000:]
+        client = MlflowClient(settings.mlflow_tracking_uri)
+        trained = client.get_model_version_by_alias(model, "challenger").run_id
+        assert client.get_run(trained).data.tags["data_hash"] == latest.data_hash  # it learned from production
+
+        # drifting again, the new model served, no new outcomes: nothing new to learn, no run, the reason kept
+        again = RetrainTrigger(Settings(_env_file=None, **{**own.model_dump(), "state_dir": tmp_path / "second"}))
+        assert again.observe_drift(tag, 0.95, trained) is None
+        assert again.last()["data"].startswith(f"nothing new to learn: the served model (run {trained})")
+        assert [r["id"] for r in _runs_tagged(settings, tag)] == [flow_run_id]
+        assert len(client.search_model_versions(f"name = '{model}'")) == 1
     finally:
         stop_process(server, timeout=30)

@@ -26,7 +26,7 @@ def make(tmp_path: Path, runs: Runs, now: list[float], **overrides: Any) -> Retr
     settings = load_settings(
         "local", state_dir=tmp_path, retrain_drift_share=0.5, retrain_drift_computations=3, **overrides
     )
-    return RetrainTrigger(settings, runs, clock=lambda: now[0])
+    return RetrainTrigger(settings, runs, clock=lambda: now[0], prepare=lambda run_id: (True, "the current snapshot"))
 
 
 def test_drift_must_persist_for_n_computations_then_one_run_per_cooldown(tmp_path: Path) -> None:
@@ -62,3 +62,23 @@ def test_a_dead_prefect_postpones_and_off_means_off(tmp_path: Path) -> None:
     assert trigger.last() is None  # not recorded: the next computation tries again
     off = make(tmp_path / "off", Runs(), now, realized_auc_floor=0.7, retrain_triggers=False)
     assert off.observe_performance("ds", "run-a", 0.1) is None and not off.status()["enabled"]
+
+
+def test_nothing_new_to_learn_starts_nothing_and_is_recorded_for_the_cooldown(tmp_path: Path) -> None:
+    runs, now = Runs(), [0.0]
+    settings = load_settings(
+        "local", state_dir=tmp_path, retrain_drift_share=0.5, retrain_drift_computations=1, retrain_cooldown_hours=1
+    )
+    asked: list[str | None] = []
+
+    def prepare(run_id: str | None) -> tuple[bool, str]:
+        asked.append(run_id)
+        return False, f"nothing new to learn: the served model (run {run_id}) was trained on snapshot abc"
+
+    trigger = RetrainTrigger(settings, runs, clock=lambda: now[0], prepare=prepare)
+    assert trigger.observe_drift("ds", 0.9, "run-a") is None
+    assert runs.started == [] and asked == ["run-a"]
+    assert trigger.last()["data"].startswith("nothing new to learn") and trigger.last()["flow_run_id"] is None
+    assert trigger.observe_drift("ds", 0.9, "run-a") is None and asked == ["run-a"]  # not asked again at once
+    now[0] += 601  # outcomes may have settled since: looked at again well before the 1 h cool-down
+    assert trigger.observe_drift("ds", 0.9, "run-a") is None and asked == ["run-a", "run-a"]

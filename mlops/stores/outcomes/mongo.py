@@ -182,5 +182,32 @@ class MongoOutcomeStore:
 
         return self._guard(read)
 
+    def settled_records(self, limit: int) -> list[dict[str, Any]]:
+        def read() -> list[dict[str, Any]]:
+            newest = list(
+                self._db[SETTLEMENTS]
+                .find({"source": {"$ne": "shadow"}}, {"_id": 1, "label": 1, "predicted_at": 1})
+                .sort([("seq", -1)])
+                .limit(int(limit))
+            )
+            found = {
+                d["_id"]: d
+                for d in self._db[PREDICTIONS].find(
+                    {"_id": {"$in": [s["_id"] for s in newest]}}, {"input": 1, "customer_id": 1}
+                )
+            }
+            return [
+                {
+                    "input": found[s["_id"]]["input"],
+                    "label": int(s["label"]),
+                    "customer_id": found[s["_id"]].get("customer_id"),
+                    "predicted_at": s["predicted_at"],
+                }
+                for s in reversed(newest)
+                if s["_id"] in found
+            ]
+
+        return self._guard(read)
+
     def close(self) -> None:
         self._client.close()

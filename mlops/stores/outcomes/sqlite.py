@@ -220,6 +220,20 @@ class SQLiteOutcomeStore:
         rows = self._run(lambda c: c.execute(query, (int(limit),)).fetchall())
         return [(json.loads(text), int(label)) for text, label in reversed(rows)]
 
+    def settled_records(self, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` settled live predictions with what a training row needs: input, label, customer id
+        and when it was predicted (mlops.production_data)."""
+        query = (
+            f"SELECT p.input, s.label, p.customer_id, s.predicted_at FROM {SETTLEMENTS} s "
+            f"JOIN {PREDICTIONS} p ON p.prediction_id = s.prediction_id WHERE s.source != 'shadow' "
+            "ORDER BY s.seq DESC LIMIT ?"
+        )
+        rows = self._run(lambda c: c.execute(query, (int(limit),)).fetchall())
+        return [
+            {"input": json.loads(text), "label": int(label), "customer_id": customer, "predicted_at": at}
+            for text, label, customer, at in reversed(rows)
+        ]
+
     def close(self) -> None:
         return None
 

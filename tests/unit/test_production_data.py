@@ -1,0 +1,85 @@
+"""A snapshot from production (mlops.production_data): settled predictions become training rows, one per customer,
+replacing that customer's row of the current snapshot; S3 is moto in process, the log SQLite."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from moto import mock_aws
+
+from mlops import aws
+from mlops.data import clean, generate_bank_churners
+from mlops.feature_store import FeatureStore
+from mlops.init_aws import load_data
+from mlops.outcomes import Outcome
+from mlops.production_data import snapshot_from_production
+from mlops.settings import Settings
+from mlops.spec import FeatureSpec
+from mlops.stores.outcomes import SQLiteOutcomeStore
+from mlops.stores.prediction_log import SQLiteStore, make_entry
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Iterator[Settings]:
+    with mock_aws():
+        settings = Settings(
+            _env_file=None,
+            state_dir=tmp_path,
+            aws_endpoint_url=None,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            s3_bucket="production-test",
+        )
+        aws.client("s3", settings).create_bucket(Bucket="production-test")
+        yield settings
+
+
+def test_settled_production_rows_become_a_snapshot_once(settings: Settings, capsys: pytest.CaptureFixture) -> None:
+    spec = FeatureSpec.load(settings.feature_spec)
+    base = load_data(settings, spec, None, rows=300, seed=3)
+    store = FeatureStore(aws.client("s3", settings), settings)
+    base_frame = store.get_frame(base, "train.parquet")
+    # 60 settled live predictions: 20 of customers already in the snapshot, 40 new ones; a shadow score is ignored
+    live = clean(generate_bank_churners(60, seed=11), spec)
+    live.loc[:19, spec.id_column] = base_frame[spec.id_column].iloc[:20].to_numpy()
+    now = datetime.now(UTC)
+    entries = [
+        make_entry(
+            {c: row[c] for c in spec.feature_columns},
+            0.5,
+            "run-a",
+            "http",
+            f"r-{i}",
+            now - timedelta(minutes=60 - i),
+            customer_id=str(row[spec.id_column]),
+        )
+        for i, row in live.iterrows()
+    ]
+    entries.append(
+        make_entry(entries[0]["input"], 0.9, "run-b", "shadow", "r-0", now, customer_id=entries[0]["customer_id"])
+    )
+    uri = settings.prediction_log_location
+    SQLiteStore(uri).write_many(entries)
+    labels = {e["request_id"]: 1 - int(live.loc[i, "label"]) for i, e in enumerate(entries[:60])}  # flipped: visible
+    report = SQLiteOutcomeStore(uri).ingest([Outcome(r, None, y, now) for r, y in labels.items()])
+    assert report.settled == 60
+
+    kept = snapshot_from_production(settings, spec, min_rows=100)
+    assert not kept.new and kept.snapshot.data_hash == base.data_hash
+    assert "60 settled production rows < RETRAIN_MIN_PRODUCTION_ROWS 100" in kept.note
+
+    built = snapshot_from_production(settings, spec, min_rows=50)
+    assert built.new and built.production_rows == 60 and store.latest(spec.name).data_hash == built.snapshot.data_hash
+    frame = store.get_frame(built.snapshot, "train.parquet")
+    assert len(frame) == 300 - 20 + 60 and frame[spec.id_column].is_unique
+    assert list(frame.columns) == list(base_frame.columns) and (frame.dtypes == base_frame.dtypes).all()
+    replaced = frame.set_index(spec.id_column).loc[str(live.loc[0, spec.id_column])]
+    assert replaced["label"] == labels["r-0"]  # the outcome observed in production, not the snapshot's label
+    assert "new snapshot" in capsys.readouterr().out
+
+    again = snapshot_from_production(settings, spec, min_rows=50)  # the same rows: the same snapshot, not a new one
+    assert not again.new and again.snapshot.data_hash == built.snapshot.data_hash
+    assert "already in snapshot" in again.note

@@ -103,17 +103,32 @@ def decide(gate: Gate, challenger: Figures, champion: Figures | None, same_spec:
 
 
 class AuditLog:
-    """Append-only JSON lines: every gate decision, approval and rollback."""
+    """Append-only JSON lines: every gate decision, approval and rollback. Past `max_bytes` (AUDIT_LOG_MAX_BYTES)
+    the file is rotated to `.1` ... `.<keep>`; `records()` reads the rotated files too, oldest first, so a rollback
+    still finds the version it needs across a rotation."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int | None = None, keep: int = 5) -> None:
         self.path = path
+        self.max_bytes, self.keep = max_bytes, keep
 
     @classmethod
     def of(cls, settings: Settings) -> AuditLog:
-        return cls(settings.state_dir / "audit" / "promotions.jsonl")
+        return cls(settings.state_dir / "audit" / "promotions.jsonl", settings.audit_log_max_bytes)
+
+    def _rotated(self, n: int) -> Path:
+        return self.path.with_name(f"{self.path.name}.{n}")
+
+    def _rotate(self) -> None:
+        self._rotated(self.keep).unlink(missing_ok=True)
+        for n in range(self.keep - 1, 0, -1):
+            if self._rotated(n).exists():
+                self._rotated(n).rename(self._rotated(n + 1))
+        self.path.rename(self._rotated(1))
 
     def append(self, record: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.max_bytes and self.path.exists() and self.path.stat().st_size >= self.max_bytes:
+            self._rotate()
         line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
         descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
@@ -123,9 +138,10 @@ class AuditLog:
             os.close(descriptor)
 
     def records(self) -> Iterator[dict[str, Any]]:
-        if not self.path.exists():
-            return
-        with self.path.open() as handle:
-            for line in handle:
-                if line.strip():
-                    yield json.loads(line)
+        for path in [*(self._rotated(n) for n in range(self.keep, 0, -1)), self.path]:
+            if not path.exists():
+                continue
+            with path.open() as handle:
+                for line in handle:
+                    if line.strip():
+                        yield json.loads(line)

@@ -40,3 +40,6 @@ class RetentionSettings(BaseModel):
     backup_interval_hours: float = Field(
         default=24.0, ge=0, description="schedule of the backup deployment (native runtime); 0: not scheduled"
     )
+    audit_log_max_bytes: int = Field(
+        default=10_000_000, ge=10_000, description="the promotion audit log is rotated past this size (5 files kept)"
+    )

@@ -504,6 +504,10 @@ def test_compose_platform_builds_runs_serves_switches_and_resets(stack: Stack) -
     report = requests.get(stack.url("REPORTS", "/" + links[0].lstrip("./")), timeout=30)
     assert report.status_code == 200 and len(report.content) > 10_000
 
+    # --- retention: the archive runs in the reports container against the same log and bucket (nothing is old yet) --
+    output = stack.make("archive", "DRY_RUN=1")
+    assert "archive: would archive rows before" in output and "predictions 0" in output, output[-2000:]
+
     check_control_planes_refuse_strangers(stack)
     if stack.full:
         check_grafana_and_mongo(stack)

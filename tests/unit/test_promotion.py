@@ -203,3 +203,14 @@ def test_two_concurrent_promotions_move_champion_once_and_the_other_is_stale(tmp
     loser = "3" if winner == "2" else "2"
     assert answers[winner] is None and answers[loser] == winner  # the other learns who is champion now
     assert move_champion(settings, client, "churn-model", "4", expected=None) == winner  # no champion expected
+
+
+def test_the_audit_log_rotates_and_still_reads_every_kept_record(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit" / "promotions.jsonl", max_bytes=200, keep=2)
+    for i in range(12):
+        log.append({"action": "promoted", "n": i, "pad": "x" * 40})
+    files = sorted(p.name for p in (tmp_path / "audit").iterdir())
+    assert files == ["promotions.jsonl", "promotions.jsonl.1", "promotions.jsonl.2"]
+    kept = [r["n"] for r in log.records()]
+    assert kept == sorted(kept) and kept[-1] == 11 and len(kept) < 12  # oldest beyond `keep` files are gone
+    assert all((tmp_path / "audit" / name).stat().st_size < 200 + 100 for name in files)

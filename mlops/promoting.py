@@ -56,7 +56,7 @@ def promotion_lock(settings: Settings, timeout_s: float = LOCK_TIMEOUT_S) -> Ite
             except BlockingIOError:
                 if not said:
                     said = True
-                    log.info("waiting for %s: another promotion is moving champion", path)
+                    log.warning("waiting for %s: another promotion is moving champion", path)
                 if time.monotonic() > deadline:
                     raise PromotionError(f"another promotion holds {path} for over {timeout_s:.0f} s") from None
                 time.sleep(0.1)

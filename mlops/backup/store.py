@@ -19,7 +19,8 @@ from mlops.settings import Settings
 MANIFEST = "manifest.json"
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 # rebuilt, re-downloaded or live process plumbing: never in a backup
-SKIPPED_FOLDERS = {"logs", "model-cache", "prometheus", "nginx", "prefect-client"}
+SKIPPED_FOLDERS = {"logs", "model-cache", "prometheus", "prometheus-multiproc", "nginx", "prefect-client"}
+SQLITE_HEADER = b"SQLite format 3\x00"
 SKIPPED_SUFFIXES = ("-wal", "-shm", "-journal", ".sock", ".pid", ".lock", ".tmp")
 SECRETS = "secrets.env"
 # what a restore compares: rows per table of the databases it knows
@@ -63,6 +64,11 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _is_sqlite(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
 
 
 def _copy_sqlite(source: Path, target: Path) -> None:
@@ -120,7 +126,7 @@ def create_backup(settings: Settings, destination: str, say: Say = print) -> dic
     for relative in state_files(state):
         target = partial / "state" / relative
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        kind = "sqlite" if relative.suffix in SQLITE_SUFFIXES else "file"
+        kind = "sqlite" if relative.suffix in SQLITE_SUFFIXES and _is_sqlite(state / relative) else "file"
         if kind == "sqlite":
             _copy_sqlite(state / relative, target)
         else:

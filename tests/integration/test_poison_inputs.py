@@ -106,6 +106,10 @@ def answered_records(path: str, body: bytes, answer: Any) -> int:
 def hammer(api: ApiServer, path: str, strategy: Any, examples: int, answered: Counter[str]) -> Counter[int]:
     statuses: Counter[int] = Counter()
     with requests.Session() as session:
+        # a connection per body: under a loaded machine a reused keep-alive connection was once closed by gunicorn
+        # (26.x gthread) as the next body went out (RemoteDisconnected, not reproducible): a transport race this
+        # test is not about, and one it cannot retry without counting an answered body twice
+        session.headers["Connection"] = "close"
 
         @settings(
             max_examples=examples, deadline=None, derandomize=True, database=None,

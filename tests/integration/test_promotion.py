@@ -196,14 +196,29 @@ def _holders(path: Path) -> set[int]:
     return found - {os.getpid()}
 
 
-def test_two_concurrent_make_promote_runs_move_champion_once(loop: dict[str, Any], settings: Settings) -> None:
+def test_two_concurrent_make_promote_runs_move_champion_once(
+    settings: Settings, service_env: dict[str, str], feature_snapshot: Any, tmp_path: Path
+) -> None:
     """Two `make promote` runs judge the same challenger against the same champion at once: one moves `champion`
     (compare and set under the promotion lock), the other finds it moved, records its decision as stale and
-    re-judges against the new champion instead of moving it again."""
-    env = {**loop["env"], "PROMOTION_MIN_UPLIFT": "-1", "PROMOTION_APPROVAL": "auto"}
-    assert champion_run(settings) == loop["v1"]  # after the rollback: v2 is the challenger again
-    lock = Path(env["STATE_DIR"]) / "promotion.lock"
-    audit = AuditLog(Path(env["STATE_DIR"]) / "audit" / "promotions.jsonl")
+    re-judges against the new champion instead of moving it again. A model of its own (the loop's stays as is)."""
+    model = f"{MODEL_NAME}-race"
+    env = {
+        **service_env,
+        "STATE_DIR": str(tmp_path),
+        "MODEL_NAME": model,
+        "PROMOTION_MIN_ROC_AUC": "0.6",
+        "PROMOTION_MAX_BRIER": "0.25",
+        "PROMOTION_MIN_UPLIFT": "-1",
+        "PROMOTION_APPROVAL": "auto",
+    }
+    v1 = train_version(settings, tmp_path, model)
+    assert promote(env).returncode == 0
+    v2 = train_version(settings, tmp_path, model)
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    assert client.get_model_version_by_alias(model, "champion").run_id == v1
+    lock = tmp_path / "promotion.lock"
+    audit = AuditLog(tmp_path / "audit" / "promotions.jsonl")
     before = len(list(audit.records()))
     command = ["make", "--no-print-directory", "promote", "RUNTIME=native", "env=local"]
     with lock.open("a") as held:
@@ -215,12 +230,13 @@ def test_two_concurrent_make_promote_runs_move_champion_once(loop: dict[str, Any
         finally:
             fcntl.flock(held, fcntl.LOCK_UN)
     outputs = [run.communicate(timeout=300)[0] for run in runs]
-    assert [run.returncode for run in runs] == [0, 0], outputs
-    assert any("waiting for" in output and "promotion.lock" in output for output in outputs), outputs
+    assert [run.returncode for run in runs] == [0, 0], [o[-1500:] for o in outputs]
+    waited = [o for o in outputs if "waiting for" in o and "promotion.lock" in o]
+    assert waited, [o[-1500:] for o in outputs]  # a person sees why a promotion pauses
     records = list(audit.records())[before:]
     assert sorted(r["action"] for r in records) == ["promoted", "stale"], records
     stale = next(r for r in records if r["action"] == "stale")
-    assert stale["champion"]["run_id"] == loop["v1"]  # judged against the champion that was gone by then
+    assert stale["champion"]["run_id"] == v1  # judged against the champion that was gone by then
     assert any("champion moved to version" in reason for reason in stale["reasons"]), stale
-    assert champion_run(settings) == loop["v2"]
-    assert sum("promote: promoted:" in output for output in outputs) == 1, outputs
+    assert client.get_model_version_by_alias(model, "champion").run_id == v2
+    assert sum("promote: promoted:" in o for o in outputs) == 1, [o[-1500:] for o in outputs]

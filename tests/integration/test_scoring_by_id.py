@@ -30,6 +30,7 @@ from tests.support.processes import system_binary
 pytestmark = pytest.mark.integration
 
 BUCKET = "test-online-store"
+REDIS_PASSWORD = "test-redis-password-0123"
 ROWS = 400
 
 
@@ -38,13 +39,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = system_binary("redis-server", "redis-server")
     port = free_port()
     folder = tmp_path_factory.mktemp("redis")
-    process = start_process(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(folder)],
-        folder / "redis.log",
-    )
+    # authenticated, as compose runs it: --requirepass with protected mode on; the password travels in the URI
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    command += ["--dir", str(folder), "--requirepass", REDIS_PASSWORD, "--protected-mode", "yes"]
+    process = start_process(command, folder / "redis.log")
     import redis
 
-    client = redis.Redis(port=port)
+    assert_refused_without_password(port)
+    client = redis.Redis(port=port, password=REDIS_PASSWORD)
     for _ in range(50):
         try:
             client.ping()
@@ -53,8 +55,25 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             import time
 
             time.sleep(0.1)
-    yield f"redis://127.0.0.1:{port}/0"
+    yield f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0"
     stop_process(process)
+
+
+def assert_refused_without_password(port: int) -> None:
+    import time
+
+    import redis
+
+    for _ in range(50):
+        try:
+            redis.Redis(port=port).ping()
+        except redis.AuthenticationError:
+            return
+        except redis.ConnectionError:
+            time.sleep(0.1)
+            continue
+        raise AssertionError("redis-server answered without its password")
+    raise AssertionError(f"redis-server did not start on :{port}")
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +206,7 @@ def test_a_dead_redis_is_a_503_naming_the_setting(
     redis.Redis.from_url(env["ONLINE_STORE_URI"]).shutdown(nosave=True)
     answer = requests.get(f"{api.url}/customers/{customer}/churn", timeout=10)
     assert answer.status_code == 503, answer.text
-    assert "ONLINE_STORE_URI=redis://" in answer.json()["reason"]
+    assert "ONLINE_STORE_URI=redis://:***@127.0.0.1" in answer.json()["reason"]  # named, its password never
+    assert REDIS_PASSWORD not in answer.text
     # the API itself keeps serving full records
     assert requests.post(f"{api.url}/predict", json=full_record(raw_data[1], 0), timeout=10).status_code == 200

@@ -41,6 +41,9 @@ def _platform_state(settings: Settings) -> sqlite3.Connection:
     (state / "logs" / "api.log").write_text("noise")
     (state / "model-cache" / "r1").mkdir(parents=True)
     (state / "model-cache" / "r1" / "big").write_bytes(b"x" * 1000)
+    (state / "prometheus-multiproc" / "api").mkdir(parents=True)
+    (state / "prometheus-multiproc" / "api" / "counter_1.db").write_bytes(b"\x08\x03mmap")  # process plumbing
+    (state / "notes.db").write_bytes(b"not a database")  # a .db that is not SQLite: copied as a file
     writer = sqlite3.connect(state / "predictions.sqlite")
     writer.execute("PRAGMA journal_mode=WAL")
     writer.execute("CREATE TABLE predictions (prediction_id TEXT PRIMARY KEY, input TEXT)")
@@ -61,7 +64,8 @@ def test_backup_then_restore_into_an_empty_state_gives_the_same_state(settings: 
     assert manifest["counts"]["predictions"] == 500
     paths = {f["path"] for f in manifest["files"]}
     assert {"predictions.sqlite", "secrets.env", "mlflow/artifacts/1/run/model.json"} <= paths
-    assert not any(p.startswith(("logs/", "model-cache/")) or p.endswith("-wal") for p in paths), paths
+    assert not any(p.startswith(("logs/", "model-cache/", "prometheus-")) or p.endswith("-wal") for p in paths), paths
+    assert {f["path"]: f["kind"] for f in manifest["files"]}["notes.db"] == "file"
     assert list_backups(settings, str(tmp_path / "backups")) == [manifest["stamp"]]
     assert oct((tmp_path / "backups").stat().st_mode & 0o777) == "0o700"
 

@@ -132,6 +132,7 @@ images-offline: ## only where no container registry is reachable: build stand-in
 # ------------------------------------------------------------------------------------------------ the whole platform
 up: install ## native: start everything, seed data, train (if needed), serve, answer a request
 	$(MAKE) --no-print-directory setup-model-registry
+	$(PY) -m mlops.backup --env $(env) finish-restore
 	$(MAKE) --no-print-directory init_aws
 	$(PY) -m model_orchestration.train_flow --env $(env) --if-missing $(if $(TRIALS),--max-evals $(TRIALS))
 	$(RUNTIME_CLI) up train-deployment batch-deployment
@@ -279,7 +280,6 @@ backup: ## native: back up all state while the platform runs (TO=<folder|s3://bu
 
 restore: ## native: restore a backup with the platform down: make restore FROM=<location>/<stamp> [FORCE=1]
 	@test -n "$(FROM)" || { echo "usage: make restore FROM=<backup folder or s3 prefix>/<stamp> [FORCE=1] (list: $(PY) -m mlops.backup list)"; exit 2; }
-	$(RUNTIME_CLI) up moto
 	$(PY) -m mlops.backup --env $(env) restore $(FROM) $(if $(FORCE),--force)
 
 outcomes: ## load observed outcomes (id, label[, date]) and settle them against the prediction log: make outcomes FILE=...

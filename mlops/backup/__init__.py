@@ -17,9 +17,18 @@ from mlops.backup.store import (
     BackupError,
     create_backup,
     default_location,
+    finish_restore,
     list_backups,
     prune_backups,
     restore_backup,
 )
 
-__all__ = ["BackupError", "create_backup", "default_location", "list_backups", "prune_backups", "restore_backup"]
+__all__ = [
+    "BackupError",
+    "create_backup",
+    "default_location",
+    "finish_restore",
+    "list_backups",
+    "prune_backups",
+    "restore_backup",
+]

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from mlops.backup import BackupError, create_backup, default_location, list_backups, restore_backup
+from mlops.backup import BackupError, create_backup, default_location, finish_restore, list_backups, restore_backup
 from mlops.settings import ConfigurationError, load_settings
 
 
@@ -26,6 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     restore = commands.add_parser("restore", help="restore one backup (the platform stopped)")
     restore.add_argument("source", help="<location>/<stamp>: one backup folder or S3 prefix")
     restore.add_argument("--force", action="store_true", help="move existing state aside instead of refusing")
+    commands.add_parser("finish-restore", help="put a restore's staged bucket objects back (make up runs it)")
     args = parser.parse_args(argv)
     try:
         settings = load_settings(args.env)
@@ -35,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "list":
             for stamp in list_backups(settings, args.at or default_location(settings)):
                 print(stamp)
+        elif args.command == "finish-restore":
+            finish_restore(settings, say=_say)
         else:
             manifest = restore_backup(settings, args.source, force=args.force, say=_say)
             print(f"restore: {manifest['stamp']} {json.dumps(manifest['counts'])}; now: make up", flush=True)

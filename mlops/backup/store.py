@@ -19,7 +19,8 @@ from mlops.settings import Settings
 MANIFEST = "manifest.json"
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 # rebuilt, re-downloaded or live process plumbing: never in a backup
-SKIPPED_FOLDERS = {"logs", "model-cache", "prometheus", "prometheus-multiproc", "nginx", "prefect-client"}
+PENDING = "restore-pending"  # a restore's bucket objects, until moto runs again (`make up` puts them back)
+SKIPPED_FOLDERS = {"logs", "model-cache", "prometheus", "prometheus-multiproc", "nginx", "prefect-client", PENDING}
 SQLITE_HEADER = b"SQLite format 3\x00"
 SKIPPED_SUFFIXES = ("-wal", "-shm", "-journal", ".sock", ".pid", ".lock", ".tmp")
 SECRETS = "secrets.env"
@@ -248,18 +249,44 @@ def restore_backup(settings: Settings, source: str, force: bool = False, say: Sa
             shutil.copy2(folder / "state" / entry["path"], target)
         if (state / SECRETS).exists():
             os.chmod(state / SECRETS, 0o600)
-        s3 = aws.client("s3", settings)
-        try:
-            aws.ensure_bucket(s3, settings.s3_bucket, settings.aws_region)
-            for item in manifest["s3"]:
-                body = (folder / "s3" / item["bucket"] / item["key"]).read_bytes()
-                s3.put_object(Bucket=settings.s3_bucket, Key=item["key"], Body=body)
-        except Exception as error:
-            raise BackupError(
-                f"state restored, but not the bucket s3://{settings.s3_bucket} ({aws.describe_endpoint(settings)}): "
-                f"{error}; start it (make setup-model-registry stops nothing) and restore again with FORCE=1"
-            ) from error
-    say(
-        f"restore: {len(manifest['files'])} files into {state}, {len(manifest['s3'])} objects into s3://{settings.s3_bucket}"
-    )
+        pending = state / PENDING
+        shutil.rmtree(pending, ignore_errors=True)
+        if (folder / "s3").is_dir():
+            shutil.copytree(folder / "s3", pending / "s3")
+        (pending / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
+        (pending / MANIFEST).write_text(json.dumps({"stamp": manifest["stamp"], "s3": manifest["s3"]}))
+    say(f"restore: {len(manifest['files'])} files into {state}")
+    pushed = finish_restore(settings, say=say, quiet=True)
+    if pushed is None:
+        say(
+            f"restore: the {len(manifest['s3'])} objects of s3://{settings.s3_bucket} wait in {state / PENDING} "
+            f"({aws.describe_endpoint(settings)} is not up): `make up` puts them back before anything reads them"
+        )
     return manifest
+
+
+def finish_restore(settings: Settings, say: Say = print, quiet: bool = False) -> int | None:
+    """Put a restore's staged bucket objects back (`make up` runs this once moto is up, before `init_aws`).
+    Returns how many, 0 when nothing is staged, None when the S3 endpoint does not answer (they stay staged)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    pending = settings.state_dir / PENDING
+    if not (pending / MANIFEST).is_file():
+        return 0
+    staged = json.loads((pending / MANIFEST).read_text())
+    s3 = aws.client("s3", settings)
+    try:
+        aws.ensure_bucket(s3, settings.s3_bucket, settings.aws_region)
+        for item in staged["s3"]:
+            body = (pending / "s3" / item["bucket"] / item["key"]).read_bytes()
+            s3.put_object(Bucket=settings.s3_bucket, Key=item["key"], Body=body)
+    except (BotoCoreError, ClientError) as error:
+        if not quiet:
+            raise BackupError(
+                f"the restored objects could not go back into s3://{settings.s3_bucket} "
+                f"({aws.describe_endpoint(settings)}): {error}; they stay in {pending}"
+            ) from error
+        return None
+    shutil.rmtree(pending)
+    say(f"restore: {len(staged['s3'])} objects of backup {staged['stamp']} back in s3://{settings.s3_bucket}")
+    return len(staged["s3"])

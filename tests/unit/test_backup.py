@@ -12,7 +12,7 @@ import pytest
 from moto import mock_aws
 
 from mlops import aws
-from mlops.backup import BackupError, create_backup, list_backups, prune_backups, restore_backup
+from mlops.backup import BackupError, create_backup, finish_restore, list_backups, prune_backups, restore_backup
 from mlops.settings import Settings
 
 
@@ -120,3 +120,23 @@ def test_backups_to_s3_are_listed_pruned_and_restored(settings: Settings, tmp_pa
     shutil.rmtree(settings.state_dir)
     restored = restore_backup(settings, f"s3://vault/platform/{stamps[-1]}", say=lambda _: None)
     assert restored["counts"] == manifest["counts"] and (settings.state_dir / "predictions.sqlite").exists()
+
+
+def test_objects_wait_for_the_bucket_when_moto_is_down_and_make_up_puts_them_back(
+    settings: Settings, tmp_path: Path
+) -> None:
+    import shutil
+
+    _platform_state(settings).close()
+    manifest = create_backup(settings, str(tmp_path / "backups"), say=lambda _: None)
+    shutil.rmtree(settings.state_dir)
+    aws.client("s3", settings).delete_object(Bucket="backup-test", Key="bank_churners/LATEST")
+    down = Settings(_env_file=None, **{**settings.model_dump(), "aws_endpoint_url": "http://127.0.0.1:9"})
+    lines: list[str] = []
+    restore_backup(down, manifest["location"], say=lines.append)  # natively: the platform (moto too) is down
+    assert any("wait in" in line and "make up" in line for line in lines), lines
+    assert (settings.state_dir / "restore-pending" / "manifest.json").exists()
+    assert finish_restore(settings, say=lines.append) == 2  # what `make up` runs once moto is up
+    body = aws.client("s3", settings).get_object(Bucket="backup-test", Key="bank_churners/LATEST")["Body"].read()
+    assert body == b"abc123" and not (settings.state_dir / "restore-pending").exists()
+    assert finish_restore(settings, say=lines.append) == 0  # nothing staged: nothing to do

@@ -110,3 +110,18 @@ def test_only_the_newest_reports_are_kept_with_their_quality_pages_and_entries(t
     assert not any((tmp_path / report.quality_filename(name)).exists() for name in gone)
     assert [e["file"] for e in report.read_manifest(tmp_path)] == names[2:]
     assert (tmp_path / "notes.html").exists() and report.prune(tmp_path, keep=4) == []
+
+
+def test_a_report_reads_at_most_the_windows_newest_report_max_rows(tmp_path: Path) -> None:
+    from mlops.settings import Settings
+    from mlops.stores.prediction_log import SQLiteStore, make_entry
+    from reporting.create_report import read_window
+
+    uri = f"sqlite:///{tmp_path / 'log.sqlite'}"
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    SQLiteStore(uri).write_many(
+        [make_entry({"x": i}, 0.5, "run-a", "http", f"r-{i}", start + timedelta(seconds=i)) for i in range(300)]
+    )
+    settings = Settings(_env_file=None, state_dir=tmp_path, prediction_log_uri=uri, report_max_rows=100)
+    entries = read_window.fn(settings, start, start + timedelta(hours=1))
+    assert [e["request_id"] for e in entries] == [f"r-{i}" for i in range(200, 300)]  # the newest, oldest first

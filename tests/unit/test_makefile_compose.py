@@ -186,3 +186,28 @@ def test_runtime_is_detected_from_docker_info(tmp_path: Path) -> None:
     calls = run_make(tmp_path, "stop-serve", "env=local", info_rc=0)
     assert ["info"] in calls or any(c[:1] == ["info"] for c in calls), "RUNTIME is detected with `docker info`"
     assert compose_calls(calls), "docker info succeeded: the compose runtime is used"
+
+
+def _made_value(name: str, env: dict[str, str], *args: str) -> str:
+    """What the Makefile exports as `name`, as its recipes see it."""
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-s", "--eval", "show-%: ; @echo $$$*", f"show-{name}", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_cloud_secrets_come_from_the_environment_else_the_vms_file(tmp_path: Path) -> None:
+    """`make start-serve env=cloud` over SSH (the deploy) finds the control-plane secrets in CLOUD_SECRETS_FILE."""
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("DRIFT_SERVICE_KEY ?= from-the-vm-file\n")
+    env = {k: v for k, v in os.environ.items() if k != "DRIFT_SERVICE_KEY"}
+    args = ("env=cloud", "RUNTIME=native", f"CLOUD_SECRETS_FILE={secrets}")
+    assert _made_value("DRIFT_SERVICE_KEY", env, *args) == "from-the-vm-file"
+    assert _made_value("DRIFT_SERVICE_KEY", {**env, "DRIFT_SERVICE_KEY": "from-env"}, *args) == "from-env"
+    assert _made_value("DRIFT_SERVICE_KEY", env, "env=cloud", "RUNTIME=native", "CLOUD_SECRETS_FILE=/nonexistent") == ""

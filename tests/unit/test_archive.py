@@ -171,3 +171,24 @@ def test_the_mongodb_ttl_index_is_made_on_the_timestamp() -> None:
     indexes = client["ttl_test"]["predictions"].index_information().values()
     assert [i.get("expireAfterSeconds") for i in indexes if i["key"] == [("timestamp", 1)]] == [3600]
     source.ensure_ttl(3600)  # unchanged: nothing to do
+
+
+def test_the_prediction_store_still_writes_once_the_timestamp_index_is_a_ttl_one() -> None:
+    """MongoDB refuses a plain index where a TTL one of the same key exists: the store must not stop on it."""
+    from pymongo.errors import OperationFailure
+
+    client = mongomock.MongoClient()
+    collection = client["ttl_store"]["predictions"]
+    collection.create_index("timestamp", expireAfterSeconds=3600)
+    real = type(collection).create_index
+
+    def strict(self: Any, keys: Any, **options: Any) -> Any:  # what a real MongoDB answers (IndexOptionsConflict)
+        if keys == "timestamp" and "expireAfterSeconds" not in options:
+            raise OperationFailure("An existing index has the same name but different options", code=85)
+        return real(self, keys, **options)
+
+    store = MongoStore("mongodb://localhost:27017/ttl_store", client_factory=lambda *a, **k: client)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(collection), "create_index", strict)
+        store.write_many([make_entry({"x": 1}, 0.5, "run-a", "http", "r-1", NOW, customer_id="c-1")])
+    assert store.count() == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -36,7 +37,10 @@ class MongoStore:
     def _collection(self) -> Any:
         collection = self._db[PREDICTIONS]
         if not self._indexed:
-            collection.create_index("timestamp")
+            from pymongo.errors import OperationFailure
+
+            with contextlib.suppress(OperationFailure):  # the archive's TTL index of that key serves as well
+                collection.create_index("timestamp")
             collection.create_index("request_id")
             collection.create_index([("customer_id", 1), ("timestamp", -1)])
             self._indexed = True

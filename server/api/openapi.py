@@ -17,6 +17,9 @@ from server.api.v2_tensors import DATATYPES, input_metadata
 MAX_SAFE_INTEGER = 2**53 - 1
 
 
+REPORT_COUNTS = ("received", "settled", "duplicates", "unknown", "ambiguous", "conflicts", "refused", "archived")
+
+
 def record_schema(spec: FeatureSpec) -> dict[str, Any]:
     """JSON Schema of one record, from the spec: every field, its type, its range or its categories."""
     properties: dict[str, Any] = {}
@@ -251,13 +254,15 @@ def openapi_document(spec: FeatureSpec, max_records: int, max_body_bytes: int) -
                 "Outcome": outcome_schema(spec),
                 "OutcomeReport": {
                     "type": "object",
-                    "properties": {
-                        key: {"type": "integer", "minimum": 0}
-                        for key in ("received", "settled", "duplicates", "unknown", "ambiguous", "conflicts")
-                    }
+                    "properties": {key: {"type": "integer", "minimum": 0} for key in REPORT_COUNTS}
                     | {
                         "unknown_keys": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
                         "ambiguous_keys": {"type": "array", "items": {"type": "string"}, "maxItems": 20},
+                        "archived_before": {
+                            "type": ["string", "null"],
+                            "description": "predictions logged before this time were archived (outcomes observed "
+                            "before it count as archived)",
+                        },
                     },
                 },
                 "Error": {

@@ -200,7 +200,10 @@ def _post(loop: Loop, outcomes: list[dict[str, Any]]) -> dict[str, Any]:
         answer = requests.post(f"{loop.api_url}/outcomes", json=outcomes[start : start + 400], timeout=30)
         assert answer.status_code == 200, answer.text
         for key, value in answer.json().items():
-            total[key] = total.get(key, 0 if isinstance(value, int) else []) + value
+            if isinstance(value, int | list):  # counts and key lists add up
+                total[key] = total.get(key, 0 if isinstance(value, int) else []) + value
+            else:  # archived_before: the archive's horizon, the same in every answer (none archived here)
+                total[key] = value
     return total
 
 
@@ -267,6 +270,7 @@ def test_outcomes_settle_once_and_the_gauges_equal_sklearn(
     )
     answer = _post(loop, endpoint)
     assert (answer["settled"], answer["unknown"], answer["duplicates"]) == (900, 10, 0)
+    assert (answer["archived"], answer["archived_before"]) == (0, None)  # nothing archived: no horizon yet
     assert sorted(answer["unknown_keys"]) == sorted(f"request_id=never-{i}" for i in range(10))
 
     # ---- 100 sent twice (50 through each way): counted once

@@ -32,6 +32,14 @@ def client(service: str, settings: Settings, **config: Any) -> Any:
     return boto3.client(service, **kwargs)
 
 
+def list_objects(s3: Any, bucket: str, prefix: str = "") -> list[dict[str, Any]]:
+    """Every object under `prefix` (all pages of list_objects_v2)."""
+    objects: list[dict[str, Any]] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        objects.extend(page.get("Contents", []))
+    return objects
+
+
 def describe_endpoint(settings: Settings) -> str:
     return f"AWS_ENDPOINT_URL={settings.aws_endpoint_url}" if settings.aws_endpoint_url else "real AWS"
 

@@ -13,7 +13,6 @@ the same rows gives the same snapshot, and a model trained on it is recognised a
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -42,31 +41,15 @@ class Built:
 
 def _archived_records(settings: Settings, limit: int) -> list[dict[str, Any]]:
     """Settled predictions from the archive, newest days first, until `limit` (only those days' objects read)."""
-    s3 = aws.client("s3", settings)
-    prefix = settings.archive_prefix.strip("/")
+    from mlops.archive import archived_days, read_archive
 
-    def objects(table: str) -> dict[str, list[str]]:
-        by_date: dict[str, list[str]] = {}
-        for page in s3.get_paginator("list_objects_v2").paginate(
-            Bucket=settings.s3_bucket, Prefix=f"{prefix}/{table}/"
-        ):
-            for item in page.get("Contents", []):
-                date = item["Key"].split("date=", 1)[1].split("/", 1)[0]
-                by_date.setdefault(date, []).append(item["Key"])
-        return by_date
-
-    def frame(keys: list[str]) -> pd.DataFrame:
-        bodies = [s3.get_object(Bucket=settings.s3_bucket, Key=k)["Body"].read() for k in keys]
-        return pd.concat([pd.read_parquet(io.BytesIO(b)) for b in bodies], ignore_index=True)
-
-    settlements, predictions = objects("settlements"), objects("predictions")
     found: list[pd.DataFrame] = []
-    for date in sorted(settlements, reverse=True):
-        settled = frame(settlements[date])
-        settled = settled[settled["source"] != "shadow"]
-        predicted = frame(predictions.get(date, [])) if predictions.get(date) else pd.DataFrame()
+    for day in reversed(archived_days(settings, "settlements")):
+        settled = read_archive(settings, "settlements", day)
+        predicted = read_archive(settings, "predictions", day)
         if predicted.empty:
             continue
+        settled = settled[settled["source"] != "shadow"]
         found.append(settled[["prediction_id", "label", "predicted_at"]].merge(
             predicted[["prediction_id", "input", "customer_id"]], on="prediction_id"
         ))  # fmt: skip

@@ -14,6 +14,6 @@ When a run ends, the log remembers its horizon (`archived_before`): outcomes obs
 The report deployment's process also serves it every ARCHIVE_INTERVAL_HOURS (flow `archive_prediction_log`).
 """
 
-from mlops.archive.run import ArchiveError, ArchiveSummary, archive_prediction_log, read_archive
+from mlops.archive.run import ArchiveError, ArchiveSummary, archive_prediction_log, archived_days, read_archive
 
-__all__ = ["ArchiveError", "ArchiveSummary", "archive_prediction_log", "read_archive"]
+__all__ = ["ArchiveError", "ArchiveSummary", "archive_prediction_log", "archived_days", "read_archive"]

@@ -140,17 +140,30 @@ def archive_prediction_log(
         source.close()
 
 
-def read_archive(settings: Settings, table: str) -> pd.DataFrame:
-    """Every archived row of `table` (what pandas makes of the Parquet objects; partitions as columns)."""
+def _table_prefix(settings: Settings, table: str) -> str:
+    return f"{settings.archive_prefix.strip('/')}/{table}/"
+
+
+def archived_days(settings: Settings, table: str) -> list[str]:
+    """The `date=` partitions of `table` in the archive, oldest first."""
+    keys = [
+        o["Key"]
+        for o in aws.list_objects(aws.client("s3", settings), settings.s3_bucket, _table_prefix(settings, table))
+    ]
+    return sorted({k.split("date=", 1)[1].split("/", 1)[0] for k in keys if "date=" in k})
+
+
+def read_archive(settings: Settings, table: str, day: str | None = None) -> pd.DataFrame:
+    """The archived rows of `table` (of one `day` only, when given): what pandas makes of the Parquet objects, with
+    the Hive partitions as columns, as Spark reads them."""
     s3 = aws.client("s3", settings)
-    prefix = f"{settings.archive_prefix.strip('/')}/{table}/"
+    prefix = _table_prefix(settings, table)
     frames = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=settings.s3_bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            body = s3.get_object(Bucket=settings.s3_bucket, Key=item["Key"])["Body"].read()
-            frame = pd.read_parquet(io.BytesIO(body))
-            for part in item["Key"].removeprefix(prefix).split("/")[:-1]:  # Hive partitions, as Spark reads them
-                name, _, value = part.partition("=")
-                frame[name] = value
-            frames.append(frame)
+    for item in aws.list_objects(s3, settings.s3_bucket, prefix + (f"date={day}/" if day else "")):
+        body = s3.get_object(Bucket=settings.s3_bucket, Key=item["Key"])["Body"].read()
+        frame = pd.read_parquet(io.BytesIO(body))
+        for part in item["Key"].removeprefix(prefix).split("/")[:-1]:
+            name, _, value = part.partition("=")
+            frame[name] = value
+        frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -106,13 +106,6 @@ def _split_s3(uri: str) -> tuple[str, str]:
     return bucket, prefix.strip("/")
 
 
-def _s3_objects(s3: Any, bucket: str, prefix: str = "") -> list[dict[str, Any]]:
-    objects: list[dict[str, Any]] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        objects.extend(page.get("Contents", []))
-    return objects
-
-
 def create_backup(settings: Settings, destination: str, say: Say = print) -> dict[str, Any]:
     """A backup of STATE_DIR and the feature store bucket into `destination`/<stamp>/; returns its manifest."""
     state = settings.state_dir
@@ -137,7 +130,7 @@ def create_backup(settings: Settings, destination: str, say: Say = print) -> dic
     s3 = aws.client("s3", settings)
     objects = []
     try:
-        for item in _s3_objects(s3, settings.s3_bucket):
+        for item in aws.list_objects(s3, settings.s3_bucket):
             target = partial / "s3" / settings.s3_bucket / item["Key"]
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(s3.get_object(Bucket=settings.s3_bucket, Key=item["Key"])["Body"].read())
@@ -168,7 +161,7 @@ def list_backups(settings: Settings, destination: str) -> list[str]:
     """The complete backups (those with a manifest) of `destination`, oldest first."""
     if destination.startswith("s3://"):
         bucket, prefix = _split_s3(destination)
-        keys = [o["Key"] for o in _s3_objects(aws.client("s3", settings), bucket, f"{prefix}/" if prefix else "")]
+        keys = [o["Key"] for o in aws.list_objects(aws.client("s3", settings), bucket, f"{prefix}/" if prefix else "")]
         return sorted({k.split("/")[-2] for k in keys if k.endswith(f"/{MANIFEST}")})
     root = Path(destination).expanduser()
     return sorted(p.parent.name for p in root.glob(f"*/{MANIFEST}")) if root.is_dir() else []
@@ -181,7 +174,7 @@ def prune_backups(settings: Settings, destination: str, keep: int) -> list[str]:
         if destination.startswith("s3://"):
             bucket, prefix = _split_s3(destination)
             s3 = aws.client("s3", settings)
-            for item in _s3_objects(s3, bucket, "/".join(filter(None, [prefix, stamp])) + "/"):
+            for item in aws.list_objects(s3, bucket, "/".join(filter(None, [prefix, stamp])) + "/"):
                 s3.delete_object(Bucket=bucket, Key=item["Key"])
         else:
             shutil.rmtree(Path(destination).expanduser() / stamp)
@@ -212,7 +205,7 @@ def _fetch(settings: Settings, source: str, scratch: Path) -> Path:
         return Path(source).expanduser()
     bucket, prefix = _split_s3(source)
     s3 = aws.client("s3", settings)
-    for item in _s3_objects(s3, bucket, f"{prefix}/"):
+    for item in aws.list_objects(s3, bucket, f"{prefix}/"):
         target = scratch / item["Key"].removeprefix(f"{prefix}/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())

@@ -10,7 +10,6 @@ from typing import Any
 
 import mongomock
 import pytest
-from moto import mock_aws
 
 from mlops import aws
 from mlops.archive import ArchiveError, archive_prediction_log, read_archive
@@ -19,6 +18,7 @@ from mlops.outcomes import Outcome
 from mlops.settings import Settings
 from mlops.stores.outcomes import MongoOutcomeStore, SQLiteOutcomeStore
 from mlops.stores.prediction_log import MongoStore, SQLiteStore, make_entry
+from tests.support.mock_s3 import mocked_s3_settings
 
 NOW = datetime.now(UTC)
 DAYS_KEPT = 30
@@ -26,19 +26,8 @@ DAYS_KEPT = 30
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Iterator[Settings]:
-    with mock_aws():
-        settings = Settings(
-            _env_file=None,
-            state_dir=tmp_path,
-            aws_endpoint_url=None,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            s3_bucket="archive-test",
-            prediction_retention_days=DAYS_KEPT,
-            archive_chunk_rows=100,
-        )
-        aws.client("s3", settings).create_bucket(Bucket="archive-test")
-        yield settings
+    with mocked_s3_settings(tmp_path, "archive-test", prediction_retention_days=DAYS_KEPT, archive_chunk_rows=100) as s:
+        yield s
 
 
 @pytest.fixture(params=["sqlite", "mongomock"])

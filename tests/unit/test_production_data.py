@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from moto import mock_aws
 
 from mlops import aws
 from mlops.data import clean, generate_bank_churners
@@ -20,21 +19,13 @@ from mlops.settings import Settings
 from mlops.spec import FeatureSpec
 from mlops.stores.outcomes import SQLiteOutcomeStore
 from mlops.stores.prediction_log import SQLiteStore, make_entry
+from tests.support.mock_s3 import mocked_s3_settings
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Iterator[Settings]:
-    with mock_aws():
-        settings = Settings(
-            _env_file=None,
-            state_dir=tmp_path,
-            aws_endpoint_url=None,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
-            s3_bucket="production-test",
-        )
-        aws.client("s3", settings).create_bucket(Bucket="production-test")
-        yield settings
+    with mocked_s3_settings(tmp_path, "production-test") as s:
+        yield s
 
 
 def test_settled_production_rows_become_a_snapshot_once(settings: Settings, capsys: pytest.CaptureFixture) -> None:

@@ -17,7 +17,7 @@ from mlops.stores.ids import as_utc, iso
 from mlops.stores.outcomes.report import ARCHIVE_STATE, OUTCOMES, SETTLEMENTS
 from mlops.stores.outcomes.sqlite import create_outcome_schema
 from mlops.stores.prediction_log.entry import PREDICTIONS
-from mlops.stores.prediction_log.sqlite import create_schema
+from mlops.stores.prediction_log.sqlite_rows import COLUMNS, Codec, create_schema, forget_customers, micros, pack_id
 from mlops.stores.sqlite_file import SQLiteFile, in_transaction
 
 HORIZON = "archived_before"
@@ -68,11 +68,22 @@ def _flat(row: dict[str, Any]) -> dict[str, Any]:
 
 
 class SQLiteSource:
+    """The predictions table is read and deleted through its layout (sqlite_rows); the others as they are."""
+
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self.file = SQLiteFile(uri, [create_schema, create_outcome_schema], "prediction store", "PREDICTION_LOG_URI")
+        self.codec = Codec()
 
     def oldest(self, table: Table, before: datetime, limit: int) -> list[dict[str, Any]]:
+        if table.name == PREDICTIONS:
+            query = f"SELECT {COLUMNS} FROM {PREDICTIONS} WHERE at < ? ORDER BY at, seq LIMIT ?"
+
+            def entries(connection: sqlite3.Connection) -> list[dict[str, Any]]:
+                rows = connection.execute(query, (micros(before), int(limit)))
+                return [_flat(self.codec.entry(connection, row)) for row in rows]
+
+            return self.file.run(entries)
         query = f"SELECT * FROM {table.name} WHERE {table.time} < ? ORDER BY {table.time}, {table.key} LIMIT ?"
 
         def read(connection: sqlite3.Connection) -> list[dict[str, Any]]:
@@ -83,6 +94,11 @@ class SQLiteSource:
 
     def delete(self, table: Table, keys: Sequence[str]) -> int:
         def delete(connection: sqlite3.Connection) -> int:
+            if table.name == PREDICTIONS:
+                query = f"DELETE FROM {PREDICTIONS} WHERE prediction_id = ? RETURNING customer_id, seq"
+                gone = [row for k in keys for row in connection.execute(query, (pack_id(k),)).fetchall()]
+                forget_customers(connection, [(c, seq) for c, seq in gone if c is not None])
+                return len(gone)
             before = connection.total_changes
             connection.executemany(f"DELETE FROM {table.name} WHERE {table.key} = ?", [(k,) for k in keys])
             return connection.total_changes - before
@@ -90,8 +106,11 @@ class SQLiteSource:
         return self.file.write(lambda c: in_transaction(c, delete))
 
     def count_before(self, table: Table, before: datetime) -> int:
-        query = f"SELECT COUNT(*) FROM {table.name} WHERE {table.time} < ?"
-        return int(self.file.run(lambda c: c.execute(query, (iso(before),)).fetchone()[0]))
+        if table.name == PREDICTIONS:
+            query, bound = f"SELECT COUNT(*) FROM {PREDICTIONS} WHERE at < ?", micros(before)
+        else:
+            query, bound = f"SELECT COUNT(*) FROM {table.name} WHERE {table.time} < ?", iso(before)
+        return int(self.file.run(lambda c: c.execute(query, (bound,)).fetchone()[0]))
 
     def horizon(self) -> str | None:
         query = f"SELECT value FROM {ARCHIVE_STATE} WHERE name = ?"

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from mlops.stores.prediction_log.sqlite_rows import unpack_id
 from native.throwaway import stop_process
 from tests.support.kinesis import Consumer, envelopes, make_streams, put_envelopes, read_stream, wait_until
 
@@ -74,5 +75,5 @@ def test_three_sigkills_during_10k_records_lose_no_id(
     # at-least-once: per kill at most one in-flight batch per shard is written again
     assert duplicates <= len(KILL_AT) * SHARDS * BATCH
     with sqlite3.connect(tmp_path / "predictions.sqlite") as db:
-        logged = {row[0] for row in db.execute("SELECT DISTINCT request_id FROM predictions")}
+        logged = {unpack_id(row[0]) for row in db.execute("SELECT DISTINCT request_id FROM predictions")}
     assert logged == wanted, f"{len(wanted - logged)} request id(s) missing from the prediction log"

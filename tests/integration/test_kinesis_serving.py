@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from mlops.stores.prediction_log.sqlite_rows import unpack_id
 from native.throwaway import stop_process
 from tests.support.kinesis import Consumer, Streams, envelopes, make_streams, put_envelopes, read_stream, wait_until
 
@@ -206,7 +207,7 @@ def test_sigkill_half_way_and_restart_still_gives_every_id(
     assert set(counts) == wanted
     # the prediction log is made durable before each checkpoint: the kill lost no log entry either
     with sqlite3.connect(tmp_path / "predictions.sqlite") as db:
-        logged = {row[0] for row in db.execute("SELECT DISTINCT request_id FROM predictions")}
+        logged = {unpack_id(row[0]) for row in db.execute("SELECT DISTINCT request_id FROM predictions")}
     assert logged == wanted, f"{len(wanted - logged)} request id(s) missing from the prediction log"
     # at-least-once: only a batch in flight at the kill (at most one per shard) may be written twice
     assert sum(n - 1 for n in duplicates.values()) <= 2 * BATCH

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -23,8 +22,8 @@ from mlops.stores.outcomes.report import (
     choose,
     unmatched,
 )
-from mlops.stores.prediction_log.entry import PREDICTIONS
-from mlops.stores.prediction_log.sqlite import create_schema
+from mlops.stores.prediction_log.entry import PREDICTIONS, SOURCES
+from mlops.stores.prediction_log.sqlite_rows import COLUMNS, Codec, create_schema, latest_for_customer, pack_id
 from mlops.stores.sqlite_file import SQLiteFile, in_transaction
 
 
@@ -68,6 +67,7 @@ class SQLiteOutcomeStore:
         self.uri = uri
         # the prediction log's file: its predictions table (and indexes) first, then ours
         self.file = SQLiteFile(uri, [create_schema, create_outcome_schema], "outcome store", "PREDICTION_LOG_URI")
+        self.codec = Codec()
 
     def _run(self, action: Callable[[sqlite3.Connection], Any]) -> Any:
         return self.file.run(action)
@@ -76,41 +76,42 @@ class SQLiteOutcomeStore:
         report = IngestReport()
         now = utc_now_iso()
 
-        def candidates(connection: sqlite3.Connection, query: str, params: tuple[Any, ...]) -> list[Candidate]:
-            return [Candidate(*row) for row in connection.execute(query, params)]
-
-        select = f"SELECT prediction_id, customer_id, model_run_id, prediction, timestamp, source FROM {PREDICTIONS}"
-
         def ingest(connection: sqlite3.Connection) -> None:
             report.archived_before = archived_before(connection)
             for outcome in outcomes:
-                report.count(self._one(connection, outcome, now, candidates, select, report.archived_before), outcome)
+                report.count(self._one(connection, outcome, now, report.archived_before), outcome)
 
         self._run(lambda c: in_transaction(c, ingest))
         return report
 
-    @staticmethod
-    def _one(
-        connection: sqlite3.Connection, outcome: Outcome, now: str, candidates: Any, select: str, archived: str | None
-    ) -> str:
+    def _candidate(self, connection: sqlite3.Connection, row: Sequence[Any]) -> Candidate:
+        entry = self.codec.entry(connection, row)
+        return Candidate(
+            entry["prediction_id"],
+            entry["customer_id"],
+            entry["model_run_id"],
+            entry["prediction"],
+            iso(entry["timestamp"]),
+            entry["source"],
+        )
+
+    def _by_request(self, connection: sqlite3.Connection, request_id: str, shadow: bool) -> list[Candidate]:
+        query = f"SELECT {COLUMNS} FROM {PREDICTIONS} WHERE request_id = ? AND (source = ?) = ? ORDER BY seq"
+        rows = connection.execute(query, (pack_id(request_id), SHADOW, shadow))
+        return [self._candidate(connection, row) for row in rows]
+
+    def _one(self, connection: sqlite3.Connection, outcome: Outcome, now: str, archived: str | None) -> str:
         outcome_id = outcome.outcome_id
         seen = connection.execute(f"SELECT status FROM {OUTCOMES} WHERE outcome_id = ?", (outcome_id,)).fetchone()
         if seen is not None and seen[0] in (SETTLED, DUPLICATE, CONFLICT):
             return DUPLICATE
         by_request = (
-            candidates(connection, f"{select} WHERE request_id = ? AND source != 'shadow'", (outcome.request_id,))
-            if outcome.request_id is not None
-            else []
+            self._by_request(connection, outcome.request_id, shadow=False) if outcome.request_id is not None else []
         )
         latest = None
         if outcome.customer_id is not None and not by_request:
-            found = candidates(
-                connection,
-                f"{select} WHERE customer_id = ? AND timestamp <= ? AND source != 'shadow' "
-                "ORDER BY timestamp DESC LIMIT 1",
-                (outcome.customer_id, iso(outcome.observed_at)),
-            )
-            latest = found[0] if found else None
+            row = latest_for_customer(connection, outcome.customer_id, outcome.observed_at)
+            latest = self._candidate(connection, row) if row is not None else None
         chosen = choose(outcome, by_request, latest)
         status: str
         prediction_id: str | None = None
@@ -124,44 +125,31 @@ class SQLiteOutcomeStore:
             if earlier is not None:
                 status = DUPLICATE if earlier[0] == outcome.label else CONFLICT
             else:
-                connection.execute(
-                    f"INSERT INTO {SETTLEMENTS} (prediction_id, outcome_id, model_run_id, source, prediction, "
-                    "predicted_at, label, observed_at, settled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        prediction_id,
-                        outcome_id,
-                        chosen.model_run_id,
-                        chosen.source,
-                        chosen.prediction,
-                        chosen.timestamp,
-                        outcome.label,
-                        iso(outcome.observed_at),
-                        now,
-                    ),
-                )
-                status = SETTLED
                 # the shadow model's score of the same record (same request id and customer) is settled with it
-                twins = candidates(
-                    connection,
-                    f"{select} WHERE request_id = ? AND source = 'shadow' AND customer_id IS ?",
-                    (chosen_request(connection, chosen), chosen.customer_id),
-                )
-                for twin in twins:
-                    connection.execute(
-                        f"INSERT OR IGNORE INTO {SETTLEMENTS} (prediction_id, outcome_id, model_run_id, source, "
-                        "prediction, predicted_at, label, observed_at, settled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                twins = [
+                    t
+                    for t in self._by_request(connection, chosen_request(connection, chosen), shadow=True)
+                    if t.customer_id == chosen.customer_id
+                ]
+                connection.executemany(
+                    f"INSERT OR IGNORE INTO {SETTLEMENTS} (prediction_id, outcome_id, model_run_id, source, "
+                    "prediction, predicted_at, label, observed_at, settled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
                         (
-                            twin.prediction_id,
+                            c.prediction_id,
                             outcome_id,
-                            twin.model_run_id,
-                            twin.source,
-                            twin.prediction,
-                            twin.timestamp,
+                            c.model_run_id,
+                            c.source,
+                            c.prediction,
+                            c.timestamp,
                             outcome.label,
                             iso(outcome.observed_at),
                             now,
-                        ),
-                    )
+                        )
+                        for c in (chosen, *twins)
+                    ],
+                )
+                status = SETTLED
         connection.execute(
             f"INSERT OR REPLACE INTO {OUTCOMES} VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -210,28 +198,46 @@ class SQLiteOutcomeStore:
         rows = self._run(lambda c: c.execute(f"SELECT DISTINCT model_run_id FROM {SETTLEMENTS}").fetchall())
         return sorted(r[0] for r in rows)
 
+    def _logged(self, connection: sqlite3.Connection, prediction_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The logged entries of these prediction ids (an archived one is absent)."""
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(prediction_ids), 500):
+            chunk = [pack_id(p) for p in prediction_ids[start : start + 500]]
+            query = f"SELECT {COLUMNS} FROM {PREDICTIONS} WHERE prediction_id IN ({','.join('?' * len(chunk))})"
+            for row in connection.execute(query, chunk):
+                entry = self.codec.entry(connection, row)
+                found[entry["prediction_id"]] = entry
+        return found
+
+    def _settled_with_entries(self, limit: int, live_only: bool) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """The newest `limit` settlements whose prediction is still logged, each with its entry, oldest first."""
+        where = " WHERE source != 'shadow'" if live_only else ""
+        query = f"SELECT prediction_id, label, predicted_at FROM {SETTLEMENTS}{where} ORDER BY seq DESC LIMIT ?"
+
+        def read(connection: sqlite3.Connection) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+            settled = connection.execute(query, (int(limit),)).fetchall()
+            logged = self._logged(connection, [p for p, _, _ in settled])
+            pairs = [({"label": label, "predicted_at": at}, logged[p]) for p, label, at in settled if p in logged]
+            return list(reversed(pairs))
+
+        return self._run(read)
+
     def settled_inputs(self, limit: int) -> list[tuple[dict[str, Any], int]]:
         """The newest `limit` settled predictions' inputs (the clean records) and labels: what a promotion
         re-scores with both models."""
-        query = (
-            f"SELECT p.input, s.label FROM {SETTLEMENTS} s JOIN {PREDICTIONS} p ON p.prediction_id = s.prediction_id "
-            "ORDER BY s.seq DESC LIMIT ?"
-        )
-        rows = self._run(lambda c: c.execute(query, (int(limit),)).fetchall())
-        return [(json.loads(text), int(label)) for text, label in reversed(rows)]
+        return [(entry["input"], int(s["label"])) for s, entry in self._settled_with_entries(limit, live_only=False)]
 
     def settled_records(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` settled live predictions with what a training row needs: input, label, customer id
         and when it was predicted (mlops.production_data)."""
-        query = (
-            f"SELECT p.input, s.label, p.customer_id, s.predicted_at FROM {SETTLEMENTS} s "
-            f"JOIN {PREDICTIONS} p ON p.prediction_id = s.prediction_id WHERE s.source != 'shadow' "
-            "ORDER BY s.seq DESC LIMIT ?"
-        )
-        rows = self._run(lambda c: c.execute(query, (int(limit),)).fetchall())
         return [
-            {"input": json.loads(text), "label": int(label), "customer_id": customer, "predicted_at": at}
-            for text, label, customer, at in reversed(rows)
+            {
+                "input": entry["input"],
+                "label": int(s["label"]),
+                "customer_id": entry["customer_id"],
+                "predicted_at": s["predicted_at"],
+            }
+            for s, entry in self._settled_with_entries(limit, live_only=True)
         ]
 
     def close(self) -> None:
@@ -240,8 +246,12 @@ class SQLiteOutcomeStore:
 
 def chosen_request(connection: sqlite3.Connection, chosen: Candidate) -> str:
     """The request id of the settled prediction (an outcome by customer does not carry it)."""
-    row = connection.execute(f"SELECT request_id FROM {PREDICTIONS} WHERE prediction_id = ?", (chosen.prediction_id,))
-    return str(row.fetchone()[0])
+    query = f"SELECT request_id FROM {PREDICTIONS} WHERE prediction_id = ?"
+    value = connection.execute(query, (pack_id(chosen.prediction_id),)).fetchone()[0]
+    return value.hex() if isinstance(value, bytes) else str(value)
+
+
+SHADOW = SOURCES.index("shadow")
 
 
 def archived_before(connection: sqlite3.Connection) -> str | None:

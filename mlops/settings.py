@@ -190,7 +190,9 @@ class Settings(BaseSettings, ControlPlaneSettings, RetentionSettings):
     drift_interval_seconds: float = Field(default=10.0, ge=0, description="min seconds between drift computations")
     report_window_hours: float = Field(default=3.0, gt=0, description="predictions a drift report looks back over")
     report_max_rows: int = Field(
-        default=100_000, ge=100, description="a drift report compares at most the window's newest this many rows"
+        default=100_000,
+        ge=100,
+        description="a drift report reads at most the window's newest this many predictions (and settlements)",
     )
     report_drivers_sample: int = Field(
         default=5000, ge=1, description="predictions a report explains for its drivers-of-risk section (seeded sample)"

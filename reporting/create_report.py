@@ -50,11 +50,12 @@ def read_window(settings: Settings, since: datetime, until: datetime) -> list[di
 
 @task(name="read settled outcomes", cache_policy=NONE, retries=2, retry_delay_seconds=3)
 def read_settled(settings: Settings, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """The window's newest REPORT_MAX_ROWS settlements, as bounded as the predictions read beside them."""
     from mlops.stores.outcomes import open_outcome_store
 
     store = open_outcome_store(settings)
     try:
-        return store.settled_between(since, until)
+        return store.settled_between(since, until, settings.report_max_rows)
     finally:
         store.close()
 

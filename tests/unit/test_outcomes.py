@@ -142,6 +142,8 @@ def test_join_rules_idempotency_and_unknown(stores: tuple[Any, Any]) -> None:
     assert [r["prediction"] for r in outcomes.settled("run-a", limit=1)] == [0.3]
     window = outcomes.settled_between(T0 - timedelta(hours=1), T0 + timedelta(hours=1))
     assert sorted(r["prediction"] for r in window) == [0.6, 0.9]
+    newest = outcomes.settled_between(T0 - timedelta(hours=1), T0 + timedelta(hours=1), limit=1)
+    assert newest == window[-1:]  # a report reads the window's newest REPORT_MAX_ROWS, oldest first
 
 
 def test_an_unknown_outcome_settles_once_its_prediction_is_logged(stores: tuple[Any, Any]) -> None:

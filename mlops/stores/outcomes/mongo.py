@@ -160,13 +160,18 @@ class MongoOutcomeStore:
 
         return list(reversed(self._guard(read)))
 
-    def settled_between(self, since: datetime, until: datetime | None = None) -> list[dict[str, Any]]:
+    def settled_between(
+        self, since: datetime, until: datetime | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
         window: dict[str, Any] = {"$gte": iso(since)}
         if until is not None:
             window["$lt"] = iso(until)
-        return self._guard(
-            lambda: list(self._db[SETTLEMENTS].find({"predicted_at": window}, {"_id": 0}).sort([("predicted_at", 1)]))
-        )
+
+        def read() -> list[dict[str, Any]]:
+            cursor = self._db[SETTLEMENTS].find({"predicted_at": window}, {"_id": 0}).sort([("predicted_at", -1)])
+            return list(reversed(list(cursor.limit(int(limit)) if limit is not None else cursor)))
+
+        return self._guard(read)
 
     def run_ids(self) -> list[str]:
         return sorted(self._guard(lambda: self._db[SETTLEMENTS].distinct("model_run_id")))

@@ -178,14 +178,21 @@ class SQLiteOutcomeStore:
             params.append(int(limit))
         return list(reversed(self._rows(query, params)))
 
-    def settled_between(self, since: datetime, until: datetime | None = None) -> list[dict[str, Any]]:
-        """Settlements of the predictions made in [since, until), oldest prediction first (for reports)."""
+    def settled_between(
+        self, since: datetime, until: datetime | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Settlements of the predictions made in [since, until), the newest `limit` of them (indexed), oldest
+        prediction first (for reports)."""
         query = f"SELECT * FROM {SETTLEMENTS} WHERE predicted_at >= ?"
         params: list[Any] = [iso(since)]
         if until is not None:
             query += " AND predicted_at < ?"
             params.append(iso(until))
-        return self._rows(query + " ORDER BY predicted_at, seq", params)
+        query += " ORDER BY predicted_at DESC, seq DESC"
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(int(limit))
+        return list(reversed(self._rows(query, params)))
 
     def _rows(self, query: str, params: list[Any]) -> list[dict[str, Any]]:
         def read(connection: sqlite3.Connection) -> list[dict[str, Any]]:

@@ -71,7 +71,7 @@ RUNTIME_DEPS = $(if $(filter native,$(RUNTIME)),install,docker-engine)
 RUNTIME_CLI := $(PY) -m native.runtime --env $(env)
 SERVE_PROGRAMS := predict-api serve-kinesis drift-service prometheus alertmanager alert-receiver
 
-.PHONY: help install system-packages test-packages up down setup-model-registry init_aws train apply-model-train-flow \
+.PHONY: prune-trials help install system-packages test-packages up down setup-model-registry init_aws train apply-model-train-flow \
 	setup-model-serve start-serve stop-serve apply-prediction-reporting report archive backup restore snapshot-from-production batch quarantine outcomes materialize promote \
 	rollback status logs \
 	test run_tests lint format bench bench-packages reset_all docker-engine docker-engine-start images-offline
@@ -264,6 +264,14 @@ ifeq ($(RUNTIME),compose)
 	$(SERVE_STACK) run --rm --no-deps $(NO_TTY) report-deployment python -m mlops.archive $(if $(DRY_RUN),--dry-run)
 else
 	$(PY) -m mlops.archive --env $(env) $(if $(DRY_RUN),--dry-run)
+endif
+
+prune-trials: ## delete, then purge, MLflow trial runs older than TRIAL_RETENTION_DAYS (DRY_RUN=1: count)
+ifeq ($(RUNTIME),compose)
+	$(REGISTRY_STACK) exec -T -e MLFLOW_TRACKING_URI=http://127.0.0.1:5051 -e MLFLOW_BACKEND_STORE_FILE=/mlflow/mlflow.db \
+		mlflow python -m mlops.trial_retention $(if $(DRY_RUN),--dry-run)
+else
+	$(PY) -m mlops.trial_retention --env $(env) $(if $(DRY_RUN),--dry-run)
 endif
 
 snapshot-from-production: ## settled production predictions (log + archive) -> a new feature-store snapshot (MIN_ROWS=n)

@@ -76,7 +76,8 @@ def materialize(settings: Settings, spec: FeatureSpec, data_hash: str | None = N
         refused, unwritten = write_isolating(write, entries)
         if unwritten:
             raise OnlineStoreUnavailable(f"the online store went down with {len(unwritten)} row(s) not written")
-        keep_refused(Quarantine(quarantine_dir(settings.state_dir, "online")), refused, log, "online row(s)")
+        quarantine = Quarantine(quarantine_dir(settings.state_dir, "online"), settings.quarantine_max_bytes)
+        keep_refused(quarantine, refused, log, "online row(s)")
     finally:
         store.close()
     return {

@@ -3,6 +3,8 @@ keeps its rows before the archive takes them, and where and how often it does (m
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, Field
 
 
@@ -24,6 +26,23 @@ class RetentionSettings(BaseModel):
         ge=1,
         description="MongoDB only: a TTL index deletes predictions this long after the retention horizon (a safety "
         "net should the archive stop running)",
+    )
+    trial_retention_days: int = Field(
+        default=30,
+        ge=1,
+        description="MLflow trial runs (tag kind=trial) older than this are deleted, then purged; parent runs and "
+        "registered versions' runs stay",
+    )
+    mlflow_backend_store_file: Path | None = Field(
+        default=None,
+        description="MLflow's SQLite backend store, where this process can open it (trial runs are purged from it); "
+        "empty: STATE_DIR/mlflow/mlflow.db",
+    )
+    quarantine_max_bytes: int = Field(
+        default=100_000_000,
+        ge=10_000,
+        description="each store's quarantine of refused entries holds at most this many bytes; past it, refused "
+        "entries are counted (/health, metrics) and dropped",
     )
     reports_keep: int = Field(
         default=240, ge=1, description="drift reports kept in REPORTS_DIR (240: 30 days at one every 3 h); older leave"

@@ -1,4 +1,5 @@
-"""The training deployment: `model_tuning_and_uploading` on an interval schedule, served by this process.
+"""The training deployment: `model_tuning_and_uploading` on an interval schedule, served by this process, with the
+registry side's upkeep: `prune_trial_runs` (old MLflow trial runs) and, natively, `backup_platform`.
 
 Prefect 3 has no agents: `python -m model_orchestration.deployments` registers the deployment and runs its
 scheduled flow runs itself (the native program `train-deployment`, the compose service of the Prefect worker).
@@ -22,10 +23,12 @@ from model_orchestration.train_flow import FLOW_NAME, model_tuning_and_uploading
 DEPLOYMENT_NAME = "churn-training"
 FULL_NAME = f"{FLOW_NAME}/{DEPLOYMENT_NAME}"
 BACKUP_DEPLOYMENT = "platform-backup"
+TRIALS_DEPLOYMENT = "trial-run-retention"
 
 
 def deployments(settings: Settings) -> list[Any]:
     from model_orchestration.backup_flow import backup_platform
+    from model_orchestration.trial_retention_flow import prune_trial_runs
 
     served = [
         model_tuning_and_uploading.to_deployment(
@@ -34,7 +37,14 @@ def deployments(settings: Settings) -> list[Any]:
             parameters={"env": settings.env},
             tags=["training", settings.env],
             description="Tune XGBoost with hyperopt, log every trial to MLflow, register the best as 'challenger'.",
-        )
+        ),
+        prune_trial_runs.to_deployment(
+            name=TRIALS_DEPLOYMENT,
+            interval=timedelta(hours=settings.archive_interval_hours),
+            parameters={"env": settings.env},
+            tags=["retention", settings.env],
+            description="Delete, then purge, MLflow trial runs older than TRIAL_RETENTION_DAYS.",
+        ),
     ]
     if settings.backup_interval_hours > 0:
         served.append(

@@ -72,6 +72,7 @@ class PredictionLogSink:
         gauges["queue"].set(stats["queue_depth"])
         gauges["spool"].set(stats["spool_files"])
         gauges["quarantined"].set(stats["quarantined"])
+        gauges["dropped"].set(stats["quarantine_dropped"])
         gauges["errors"].set(stats["write_errors"])
         gauges["restarts"].set(stats["restarts"])
         gauges["outage"].set(stats["outage_seconds"])
@@ -109,6 +110,11 @@ def log_metrics(registry: Any = None) -> dict[str, Any]:
             "spool": gauge("prediction_log_spool_files", "Batch files waiting in the spool (store down)", "livemax"),
             "quarantined": gauge(
                 "prediction_log_quarantined_entries", "Entries the store refused for their content", "livemax"
+            ),
+            "dropped": gauge(
+                "prediction_log_quarantine_dropped_entries",
+                "Refused entries dropped because the quarantine was full (QUARANTINE_MAX_BYTES)",
+                "livemax",
             ),
             "errors": gauge("prediction_log_write_errors", "Writes the store failed, since start", "livesum"),
             "restarts": gauge("prediction_log_writer_restarts", "Restarts of the writer thread", "livesum"),

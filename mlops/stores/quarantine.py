@@ -24,6 +24,7 @@ from mlops.stores.base import StoreUnavailable
 from mlops.stores.ids import utc_now_iso
 
 Refused = list[tuple[dict[str, Any], str]]
+DROPPED_FILE = "dropped.count"
 
 
 def write_isolating(
@@ -55,31 +56,66 @@ def write_isolating(
 class Quarantine:
     """The refused entries of one store, as JSON-lines files whose names sort in the order they came."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, max_bytes: int | None = None) -> None:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes  # QUARANTINE_MAX_BYTES: past it, refused entries are counted and dropped
         self._lock = threading.Lock()
         self._counter = 0
         self._seen = -1
         self._count = 0
+        self._bytes = 0
 
     def add(self, refused: Refused) -> int:
-        """Keep `refused` (entry, reason) pairs on disk (fsynced); returns how many."""
+        """Keep `refused` (entry, reason) pairs on disk (fsynced); returns how many were kept. When the folder would
+        grow past `max_bytes`, none is kept: they are counted in `dropped()` (and said by the caller), so a flood of
+        odd entries cannot fill the disk the stores and the spool need."""
         if not refused:
+            return 0
+        now = utc_now_iso()
+        text = "".join(
+            json.dumps({"reason": reason, "quarantined_at": now, "entry": entry}, default=str) + "\n"
+            for entry, reason in refused
+        )
+        if self.max_bytes is not None and self.size() + len(text) > self.max_bytes:
+            self._note_dropped(len(refused))
             return 0
         with self._lock:
             self._counter += 1
             name = f"{time.time_ns():020d}-{os.getpid()}-{self._counter:06d}.jsonl"
             temporary = self.directory / f".{name}.tmp"
-            now = utc_now_iso()
             with temporary.open("w") as handle:
-                for entry, reason in refused:
-                    line = {"reason": reason, "quarantined_at": now, "entry": entry}
-                    handle.write(json.dumps(line, default=str) + "\n")
+                handle.write(text)
                 handle.flush()
                 os.fsync(handle.fileno())
             temporary.replace(self.directory / name)
         return len(refused)
+
+    def clear(self) -> int:
+        """Delete every held entry and the dropped count; returns how many entries were deleted."""
+        held = self.count()
+        for path in [*self.files(), self.directory / DROPPED_FILE]:
+            path.unlink(missing_ok=True)
+        return held
+
+    def size(self) -> int:
+        """Bytes held (recounted when the folder changed)."""
+        self.count()
+        return self._bytes
+
+    def dropped(self) -> int:
+        """Refused entries not kept because the quarantine was full, by every process, since it was last cleared."""
+        try:
+            return int((self.directory / DROPPED_FILE).read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def _note_dropped(self, count: int) -> None:
+        with self._lock:
+            path = self.directory / DROPPED_FILE
+            temporary = self.directory / f".{DROPPED_FILE}.{os.getpid()}.tmp"
+            temporary.write_text(str(self.dropped() + count))
+            temporary.replace(path)
 
     def count(self) -> int:
         """Entries held, by every process: recounted when the folder changed (a file added or replayed)."""
@@ -91,6 +127,7 @@ class Quarantine:
             with self._lock:
                 self._seen = changed
                 self._count = sum(1 for _ in self._lines())
+                self._bytes = sum(path.stat().st_size for path in self.files() if path.exists())
         return self._count
 
     def files(self) -> list[Path]:
@@ -143,8 +180,17 @@ def quarantine_dir(state_dir: Path, store: str) -> Path:
 
 def keep_refused(quarantine: Quarantine, refused: Refused, log: Any, what: str) -> None:
     """Quarantine `refused` and say so once per batch, with the first reason."""
-    if refused:
-        quarantine.add(refused)
+    if refused and quarantine.add(refused) == 0:
+        log.error(
+            "%d %s refused by the store for their content and DROPPED: the quarantine %s is full "
+            "(QUARANTINE_MAX_BYTES=%s; first reason: %s); inspect, replay or clear it with `make quarantine`",
+            len(refused),
+            what,
+            quarantine.directory,
+            quarantine.max_bytes,
+            refused[0][1],
+        )
+    elif refused:
         log.error(
             "%d %s refused by the store for their content and quarantined in %s (first reason: %s); "
             "inspect with `make quarantine`",

@@ -114,10 +114,11 @@ def test_make_up_trains_serves_and_answers_then_make_down_stops_everything(platf
 
     deadline = time.monotonic() + 60
     expected = {"churn-training", "churn-batch-daily", "drift-reports", "prediction-log-retention", "platform-backup"}
+    expected |= {"trial-run-retention"}
     while set(deployments()) < expected:
         assert time.monotonic() < deadline, f"deployments after make up: {sorted(deployments())}"
         time.sleep(1)
-    for name in ("churn-training", "churn-batch-daily", "prediction-log-retention"):
+    for name in ("churn-training", "churn-batch-daily", "prediction-log-retention", "trial-run-retention"):
         assert deployments()[name]["schedules"], f"{name} has no schedule"
 
     logs = Path(platform_env["STATE_DIR"]) / "logs"

@@ -245,6 +245,30 @@ def test_a_quarantine_replays_what_the_store_now_takes(tmp_path: Path) -> None:
     assert [line["entry"]["request_id"] for line in quarantine.entries()] == ["bad-1", "bad-2"]
 
 
+def test_a_full_quarantine_counts_and_drops_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    store = PickyStore()
+    log = PredictionLog(store, tmp_path / "spool", quarantine=Quarantine(tmp_path / "q", max_bytes=12_000), linger_s=0)
+    for i in range(40):  # ~600 bytes a refused entry: the first ~20 are kept, the rest counted and dropped
+        log.submit(entries([f"bad-{i}", f"ok-{i}"]))
+        assert log.flush(5)
+    kept, dropped = log.quarantine.count(), log.quarantine.dropped()
+    assert kept + dropped == 40 and kept > 5 and dropped > 5 and log.quarantine.size() <= 12_000
+    assert len(store.rows) == 40  # the good entries were all written
+    assert any("quarantine" in p and f"{dropped} refused entries dropped" in p for p in log.problems())
+    assert log.stats()["quarantine_dropped"] == dropped
+    log.close()
+    env = {"STATE_DIR": str(tmp_path / "state"), "QUARANTINE_MAX_BYTES": "12000"}
+    folder = tmp_path / "state" / "quarantine" / "prediction-log"
+    folder.parent.mkdir(parents=True)
+    (tmp_path / "q").rename(folder)
+    with patch.dict(os.environ, env):
+        assert quarantine_main(["list"]) == 0
+        assert f"{dropped} refused entries dropped while it was full" in capsys.readouterr().out
+        assert quarantine_main(["clear"]) == 2  # not without --yes
+        assert quarantine_main(["clear", "--yes"]) == 0
+    assert Quarantine(folder).count() == 0 and Quarantine(folder).dropped() == 0
+
+
 def test_an_unwritable_store_file_is_an_outage_and_a_bad_value_is_not(tmp_path: Path) -> None:
     store = SQLiteStore(f"sqlite:///{tmp_path / 'log.sqlite'}")
     with pytest.raises((sqlite3.ProgrammingError, sqlite3.DataError)):  # a value it cannot bind: the entry's fault

@@ -77,7 +77,8 @@ def ingest_isolating(store: OutcomeStore, outcomes: Sequence[Outcome], settings:
             f"the outcome store (PREDICTION_LOG_URI) went down with {len(unwritten)} outcome(s) not stored"
         )
     if refused:
-        keep_refused(Quarantine(quarantine_dir(settings.state_dir, "outcomes")), refused, log, "outcome(s)")
+        quarantine = Quarantine(quarantine_dir(settings.state_dir, "outcomes"), settings.quarantine_max_bytes)
+        keep_refused(quarantine, refused, log, "outcome(s)")
         report.refused += len(refused)
         report.received += len(refused)
     return report

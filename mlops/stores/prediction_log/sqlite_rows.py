@@ -192,26 +192,57 @@ def insert(connection: sqlite3.Connection, codec: Codec, entries: Sequence[Mappi
     """Logs `entries` (inside the caller's transaction); an id already logged is skipped. Returns rows written.
 
     Live predictions with a customer id are chained: each row points at that customer's previous live prediction
-    and `customers` at the newest, so the join by customer walks a few rows instead of an index of the whole log."""
-    last = _latest(connection, {e["customer_id"] for e in entries if _chained(e)})
-    written = 0
-    for entry in entries:
+    and `customers` at the newest, so the join by customer walks a few rows instead of an index of the whole log.
+    The rows get their `seq` here, so a batch is one executemany; a batch holding an id already logged (a replay)
+    is rolled back to its savepoint and written row by row, skipping those."""
+    if not entries:
+        return 0
+    known = _latest(connection, {e["customer_id"] for e in entries if _chained(e)})
+    last, rows = dict(known), []
+    base = connection.execute(f"SELECT COALESCE(MAX(seq), 0) FROM {PREDICTIONS}").fetchone()[0]
+    for seq, entry in enumerate(entries, base + 1):
         chained = _chained(entry)
-        prev = last.get(entry["customer_id"]) if chained else None
-        cursor = connection.execute(
-            f"INSERT OR IGNORE INTO {PREDICTIONS} ({COLUMNS}) VALUES (NULL, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            codec.row(connection, entry, prev),
-        )
-        if cursor.rowcount == 1:
-            written += 1
-            if chained:
-                last[entry["customer_id"]] = int(cursor.lastrowid or 0)
+        rows.append((seq, *codec.row(connection, entry, last.get(entry["customer_id"]) if chained else None)))
+        if chained:
+            last[entry["customer_id"]] = seq
+    connection.execute("SAVEPOINT log_batch")
+    changes = connection.total_changes
+    connection.executemany(f"INSERT OR IGNORE INTO {PREDICTIONS} ({COLUMNS}) VALUES ({_MARKS})", rows)
+    if connection.total_changes - changes == len(rows):
+        connection.execute("RELEASE log_batch")
+    else:
+        connection.execute("ROLLBACK TO log_batch")
+        connection.execute("RELEASE log_batch")
+        last = dict(known)
+        rows = [r for r in (_insert_one(connection, codec, e, last) for e in entries) if r is not None]
+    changed = [(customer, seq) for customer, seq in last.items() if known.get(customer) != seq]
     connection.executemany(
         f"INSERT INTO {CUSTOMERS} (customer_id, last) VALUES (?, ?) "
         "ON CONFLICT (customer_id) DO UPDATE SET last = excluded.last",
-        list(last.items()),
+        changed,
     )
-    return written
+    return len(rows)
+
+
+_MARKS = ", ".join("?" * len(COLUMNS.split(",")))
+
+
+def _insert_one(
+    connection: sqlite3.Connection, codec: Codec, entry: Mapping[str, Any], last: dict[str, int]
+) -> int | None:
+    """One entry, unless its id is logged already; returns its seq (None when skipped)."""
+    chained = _chained(entry)
+    prev = last.get(entry["customer_id"]) if chained else None
+    cursor = connection.execute(
+        f"INSERT OR IGNORE INTO {PREDICTIONS} ({COLUMNS}) VALUES (NULL, {_MARKS[3:]})",
+        codec.row(connection, entry, prev),
+    )
+    if cursor.rowcount != 1:
+        return None
+    seq = int(cursor.lastrowid or 0)
+    if chained:
+        last[entry["customer_id"]] = seq
+    return seq
 
 
 def _chained(entry: Mapping[str, Any]) -> bool:
@@ -242,7 +273,7 @@ def latest_for_customer(
         if seq is None or after_hit > 16:
             break
         row = connection.execute(f"SELECT {COLUMNS} FROM {PREDICTIONS} WHERE seq = ?", (seq,)).fetchone()
-        if row is None:  # archived: the chain ends here
+        if row is None or row[9] != customer_id:  # archived (or its seq reused): the chain ends here
             break
         if row[3] <= bound:
             best = row if best is None or row[3] > best[3] else best

@@ -208,6 +208,7 @@ class PredictionLog:
             "queue_depth": depth,
             "spool_files": len(self.spool.pending()),
             "quarantined": self.quarantine.count(),
+            "quarantine_dropped": self.quarantine.dropped(),
             "written": self.written,
             "write_errors": self.write_errors,
             "restarts": self._thread.restarts,
@@ -225,6 +226,12 @@ class PredictionLog:
             found.append(
                 f"prediction log store unavailable (PREDICTION_LOG_URI): {files} batch file(s) spooled in "
                 f"{self.spool.directory}, replayed when it is back"
+            )
+        dropped = self.quarantine.dropped()
+        if dropped:
+            found.append(
+                f"prediction log quarantine {self.quarantine.directory} is full (QUARANTINE_MAX_BYTES): {dropped} "
+                "refused entries dropped; inspect, replay or clear it with `make quarantine`"
             )
         with self._state:
             depth = self.accepted - self.handled
@@ -306,7 +313,7 @@ def spool_dir_for(settings: Settings) -> Path:
 
 def open_prediction_log(settings: Settings, **options: Any) -> PredictionLog:
     """The prediction log of these settings: PREDICTION_LOG_URI (default: SQLite under STATE_DIR)."""
-    quarantine = Quarantine(quarantine_dir(settings.state_dir, "prediction-log"))
+    quarantine = Quarantine(quarantine_dir(settings.state_dir, "prediction-log"), settings.quarantine_max_bytes)
     return PredictionLog(
         open_store(settings.prediction_log_location), spool_dir_for(settings), quarantine=quarantine, **options
     )

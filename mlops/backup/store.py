@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mlops import aws
+from mlops.backup.services import SERVICES, dump_services, restore_services
 from mlops.settings import Settings
 
 MANIFEST = "manifest.json"
@@ -101,6 +102,16 @@ def _counts(folder: Path) -> dict[str, int]:
     return counts
 
 
+def _dump_services(settings: Settings, partial: Path) -> dict[str, Any]:
+    try:
+        return dump_services(settings, partial)
+    except Exception as error:  # pymongo's or redis' errors: refused rather than taken without that state
+        shutil.rmtree(partial, ignore_errors=True)
+        raise BackupError(
+            f"cannot read the servers' state (PREDICTION_LOG_URI / ONLINE_STORE_URI): {type(error).__name__}: {error}"
+        ) from error
+
+
 def _split_s3(uri: str) -> tuple[str, str]:
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     return bucket, prefix.strip("/")
@@ -127,6 +138,9 @@ def create_backup(settings: Settings, destination: str, say: Say = print) -> dic
             shutil.copy2(state / relative, target)
         files.append({"path": str(relative), "kind": kind, "bytes": target.stat().st_size, "sha256": _sha256(target)})
     say(f"backup: {len(files)} files of {state} ({sum(f['bytes'] for f in files) / 1e6:.1f} MB)")
+    services = _dump_services(settings, partial)
+    if services:
+        say(f"backup: {json.dumps(services)} from the servers (MongoDB, Redis)")
     s3 = aws.client("s3", settings)
     objects = []
     try:
@@ -142,7 +156,10 @@ def create_backup(settings: Settings, destination: str, say: Say = print) -> dic
         ) from error
     say(f"backup: {len(objects)} objects of s3://{settings.s3_bucket}")
     manifest = {"stamp": stamp, "created": datetime.now(UTC).isoformat(), "state_dir": str(state), "files": files}
-    manifest |= {"s3": objects, "counts": _counts(partial / "state")}
+    manifest |= {"s3": objects, "counts": _counts(partial / "state"), "services": services}
+    manifest["service_files"] = {
+        str(p.relative_to(partial)): _sha256(p) for p in sorted((partial / SERVICES).rglob("*")) if p.is_file()
+    }
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=1))
     final = root / stamp
     partial.rename(final)
@@ -226,6 +243,9 @@ def restore_backup(settings: Settings, source: str, force: bool = False, say: Sa
         for entry in manifest["files"]:
             if _sha256(folder / "state" / entry["path"]) != entry["sha256"]:
                 raise BackupError(f"{source}: {entry['path']} does not match its checksum: the backup is damaged")
+        for path, digest in manifest.get("service_files", {}).items():
+            if _sha256(folder / path) != digest:
+                raise BackupError(f"{source}: {path} does not match its checksum: the backup is damaged")
         present = [e["path"] for e in manifest["files"] if e["path"] != SECRETS and (state / e["path"]).exists()]
         if present and not force:
             raise BackupError(
@@ -246,14 +266,16 @@ def restore_backup(settings: Settings, source: str, force: bool = False, say: Sa
         shutil.rmtree(pending, ignore_errors=True)
         if (folder / "s3").is_dir():
             shutil.copytree(folder / "s3", pending / "s3")
+        if (folder / SERVICES).is_dir():
+            shutil.copytree(folder / SERVICES, pending / SERVICES)
         (pending / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
         (pending / MANIFEST).write_text(json.dumps({"stamp": manifest["stamp"], "s3": manifest["s3"]}))
     say(f"restore: {len(manifest['files'])} files into {state}")
     pushed = finish_restore(settings, say=say, quiet=True)
     if pushed is None:
         say(
-            f"restore: the {len(manifest['s3'])} objects of s3://{settings.s3_bucket} wait in {state / PENDING} "
-            f"({aws.describe_endpoint(settings)} is not up): `make up` puts them back before anything reads them"
+            f"restore: the {len(manifest['s3'])} objects of s3://{settings.s3_bucket} and the servers' dumps wait in "
+            f"{state / PENDING} (S3, MongoDB or Redis is not up): `make up` puts them back before anything reads them"
         )
     return manifest
 
@@ -280,6 +302,19 @@ def finish_restore(settings: Settings, say: Say = print, quiet: bool = False) ->
                 f"({aws.describe_endpoint(settings)}): {error}; they stay in {pending}"
             ) from error
         return None
-    shutil.rmtree(pending)
+    (pending / MANIFEST).write_text(json.dumps({**staged, "s3": []}))  # pushed: a retry does not push them again
+    shutil.rmtree(pending / "s3", ignore_errors=True)
     say(f"restore: {len(staged['s3'])} objects of backup {staged['stamp']} back in s3://{settings.s3_bucket}")
+    if (pending / SERVICES).is_dir():
+        try:
+            restored = restore_services(settings, pending)
+        except Exception as error:  # pymongo's or redis' errors: the dumps stay staged
+            if not quiet:
+                raise BackupError(
+                    f"the restored MongoDB/Redis dumps could not go back (PREDICTION_LOG_URI, ONLINE_STORE_URI): "
+                    f"{type(error).__name__}: {error}; they stay in {pending}"
+                ) from error
+            return None
+        say(f"restore: {json.dumps(restored)} back in MongoDB/Redis")
+    shutil.rmtree(pending)
     return len(staged["s3"])

@@ -23,9 +23,9 @@ from mlops.data import generate_bank_churners
 from mlops.init_aws import load_data
 from mlops.settings import Settings
 from mlops.spec import FeatureSpec
-from native.throwaway import VENV_BIN, free_port, start_process, stop_process
+from native.throwaway import VENV_BIN, stop_process
 from tests.support.api import ApiServer, start_api
-from tests.support.processes import system_binary
+from tests.support.redis_server import redis_server
 
 pytestmark = pytest.mark.integration
 
@@ -36,27 +36,10 @@ ROWS = 400
 
 @pytest.fixture(scope="module")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = system_binary("redis-server", "redis-server")
-    port = free_port()
-    folder = tmp_path_factory.mktemp("redis")
     # authenticated, as compose runs it: --requirepass with protected mode on; the password travels in the URI
-    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    command += ["--dir", str(folder), "--requirepass", REDIS_PASSWORD, "--protected-mode", "yes"]
-    process = start_process(command, folder / "redis.log")
-    import redis
-
-    assert_refused_without_password(port)
-    client = redis.Redis(port=port, password=REDIS_PASSWORD)
-    for _ in range(50):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            import time
-
-            time.sleep(0.1)
-    yield f"redis://:{REDIS_PASSWORD}@127.0.0.1:{port}/0"
-    stop_process(process)
+    with redis_server(tmp_path_factory.mktemp("redis"), REDIS_PASSWORD) as (url, _):
+        assert_refused_without_password(int(url.rsplit(":", 1)[1].split("/")[0]))
+        yield url
 
 
 def assert_refused_without_password(port: int) -> None:

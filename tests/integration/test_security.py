@@ -3,7 +3,6 @@ one refused call in the prediction log; env=cloud without API_KEY does not start
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -13,10 +12,10 @@ from typing import Any
 import pytest
 import requests
 
-from native.throwaway import VENV_BIN, free_port, start_process, stop_process
+from native.throwaway import VENV_BIN, start_process, stop_process
 from tests.support.api import ApiServer, start_api
-from tests.support.processes import system_binary
 from tests.support.records import GOOD
+from tests.support.redis_server import redis_server as start_redis
 
 pytestmark = pytest.mark.integration
 
@@ -100,27 +99,8 @@ def test_cloud_without_api_key_refuses_to_start(service_env: dict[str, str], tmp
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, subprocess.Popen[Any]]]:
     """A real redis-server (Debian package) on a free loopback port, nothing persisted."""
-    folder = tmp_path_factory.mktemp("redis")
-    port = free_port()
-    command = [system_binary("redis-server", "redis-server"), "--port", str(port), "--bind", "127.0.0.1"]
-    command += ["--save", "", "--appendonly", "no", "--dir", str(folder)]
-    process = start_process(command, folder / "redis.log")
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1) as connection:
-                    connection.sendall(b"PING\r\n")
-                    if connection.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or process.poll() is not None:
-                pytest.fail(f"redis-server did not answer on :{port}; log:\n{(folder / 'redis.log').read_text()}")
-            time.sleep(0.1)
-        yield f"redis://127.0.0.1:{port}", process
-    finally:
-        stop_process(process)
+    with start_redis(tmp_path_factory.mktemp("redis")) as (url, process):
+        yield url, process
 
 
 def test_a_shared_redis_count_makes_the_limit_exact_across_workers(

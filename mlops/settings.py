@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mlops.control_plane_settings import CREDENTIAL_FIELDS, ControlPlaneSettings
 from mlops.retention_settings import RetentionSettings
+from mlops.scale_settings import ScaleSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -57,7 +58,7 @@ FLOW_OVERRIDES_ALLOWED = frozenset(
 )
 
 
-class Settings(BaseSettings, ControlPlaneSettings, RetentionSettings):
+class Settings(BaseSettings, ControlPlaneSettings, RetentionSettings, ScaleSettings):
     """Endpoints, names and knobs; env var names are the field names in upper case."""
 
     model_config = SettingsConfigDict(extra="ignore", env_file_encoding="utf-8", populate_by_name=True)

@@ -21,6 +21,7 @@ from mlops.aws import ServiceUnavailable
 from mlops.model_service import ModelService
 from mlops.settings import ConfigurationError, Settings, load_settings
 from server.kinesis.consumer import KinesisConsumer
+from server.kinesis.leases import LeaseCheckpoints
 from server.kinesis.metrics import ConsumerMetrics
 from server.registry_follower import RegistryFollower
 from server.shadow import shadow_for
@@ -123,6 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         consumer.run()
     finally:
+        if isinstance(consumer.checkpoints, LeaseCheckpoints):
+            consumer.checkpoints.close()  # leases handed over at once, not after the timeout
         close_all(sinks, 10.0)
         if consumer.shadow is not None:
             consumer.shadow.close()

@@ -26,12 +26,14 @@ from typing import Any
 
 import numpy as np
 
+from mlops import aws
 from mlops.aws import ServiceUnavailable
 from mlops.contract import RecordError
 from mlops.settings import Settings
 from mlops.stores.ids import derived_id, utc_now_iso
 from server.kinesis.checkpoints import CheckpointStore
 from server.kinesis.envelope import CUSTOMER_KEY, ENVELOPES, MAX_PARTITION_KEY, EnvelopeError, parse_envelope, raw_text
+from server.kinesis.leases import LeaseCheckpoints
 from server.kinesis.metrics import ConsumerMetrics
 from server.kinesis.shards import Shard, ShardReader
 from server.kinesis.writer import PutError, put_all
@@ -61,7 +63,7 @@ class KinesisConsumer(ShardReader):
     service: Any  # ModelService (duck-typed: run_id, spec, predict_records)
     sinks: Sequence[PredictionSink]
     kinesis_client: Any
-    checkpoints: CheckpointStore | None = None
+    checkpoints: CheckpointStore | LeaseCheckpoints | None = None
     metrics: ConsumerMetrics = field(default_factory=ConsumerMetrics)
     poll_interval_s: float = 0.2  # pause when a whole round over the shards returned nothing
     batch_limit: int | None = None  # GetRecords Limit; default settings.max_batch_records
@@ -77,7 +79,9 @@ class KinesisConsumer(ShardReader):
     def __post_init__(self) -> None:
         self.stream = self.settings.kinesis_predictions_stream
         self.limit = min(self.batch_limit or self.settings.max_batch_records, 10_000)
-        if self.checkpoints is None:
+        if self.checkpoints is None and self.settings.kinesis_lease_table:
+            self.checkpoints = lease_checkpoints(self.settings)
+        elif self.checkpoints is None:
             self.checkpoints = CheckpointStore(
                 self.settings.state_dir / "kinesis-checkpoints", self.stream, self._stream_created()
             )
@@ -305,6 +309,25 @@ class KinesisConsumer(ShardReader):
 
 def _short(error: BaseException) -> str:
     return f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
+
+
+def lease_checkpoints(settings: Settings) -> Any:
+    """The group's checkpoints in the DynamoDB lease table KINESIS_LEASE_TABLE (created if missing)."""
+    import os
+    import socket
+
+    from server.kinesis.leases import LeaseCoordinator, LeaseTable
+
+    table = LeaseTable(aws.client("dynamodb", settings), str(settings.kinesis_lease_table))
+    try:
+        table.ensure()
+    except Exception as error:  # botocore's errors: the consumer cannot join its group
+        raise ServiceUnavailable(
+            f"DynamoDB lease table {settings.kinesis_lease_table} (KINESIS_LEASE_TABLE) is unreachable at "
+            f"{aws.describe_endpoint(settings)}: {error}"
+        ) from error
+    worker = settings.kinesis_worker_id or f"{socket.gethostname()}-{os.getpid()}"
+    return LeaseCheckpoints(LeaseCoordinator(table, worker, settings.kinesis_lease_timeout_s))
 
 
 def derived_request_id(shard_id: str, sequence_number: str) -> str:

@@ -251,3 +251,55 @@ class LeaseCoordinator:
             with contextlib.suppress(LeaseLost):
                 self.table.release(lease)
         self.held.clear()
+
+
+class LeaseCheckpoints:
+    """The consumer's checkpoint store when it is one of a group (KINESIS_LEASE_TABLE): checkpoints live in the
+    leases, and only the shards this worker holds are read. Same methods as the file store (get, save), plus
+    `owns` and `tick`, which the reader calls between batches (every `lease_timeout_s / 3`): renewals are made by
+    the polling thread itself, so a batch that outlasts the timeout loses its lease and its checkpoint is refused
+    (LeaseLost): the new owner reads that batch again (at most one batch of duplicates per lost lease)."""
+
+    def __init__(self, coordinator: LeaseCoordinator, clock: Callable[[], float] = time.monotonic) -> None:
+        self.coordinator = coordinator
+        self.clock = clock
+        self.path = f"dynamodb table {coordinator.table.name}"
+        self._ticked = -1e9
+        self._table: dict[str, Lease] = {}
+        self._processable: set[str] = set()
+
+    def tick(self, shards: Iterable[tuple[str, tuple[str, ...]]] = ()) -> set[str]:
+        """Sync leases for the listed shards, renew/take/steal, and return the shards to read now."""
+        now = self.clock()
+        if now - self._ticked < self.coordinator.lease_timeout_s / 3:
+            return self._processable
+        self._ticked = now
+        self.coordinator.sync_shards(shards)
+        self.coordinator.tick()
+        self._table = {lease.key: lease for lease in self.coordinator.table.all()}
+        self._processable = {lease.key for lease in self.coordinator.processable()}
+        return self._processable
+
+    def owns(self, shard_id: str) -> bool:
+        return shard_id in self._processable and shard_id in self.coordinator.held
+
+    def get(self, shard_id: str) -> Any:
+        from server.kinesis.checkpoints import ShardCheckpoint
+
+        lease = self.coordinator.held.get(shard_id) or self._table.get(shard_id)
+        if lease is None or lease.checkpoint == TRIM_HORIZON:
+            return ShardCheckpoint()
+        if lease.checkpoint == SHARD_END:
+            return ShardCheckpoint(None, True)
+        return ShardCheckpoint(lease.checkpoint, False)
+
+    def save(self, shard_id: str, sequence_number: str | None, closed: bool = False) -> None:
+        """Checkpoint in the lease; raises LeaseLost when another worker holds it now."""
+        self.coordinator.checkpoint(shard_id, SHARD_END if closed else str(sequence_number))
+        if closed:
+            self._processable.discard(shard_id)
+            self._ticked = -1e9  # children may be processable now
+
+    def close(self) -> None:
+        """A clean shutdown hands the leases over at once."""
+        self.coordinator.release_all()

@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 
 from mlops.aws import ServiceUnavailable
 from server.kinesis.checkpoints import CheckpointStore
+from server.kinesis.leases import LeaseCheckpoints, LeaseLost
 from server.kinesis.metrics import ConsumerMetrics
 from server.kinesis.writer import PutError
 
@@ -41,7 +42,7 @@ class ShardReader:
     stream: str
     limit: int
     shard_refresh_s: float
-    checkpoints: CheckpointStore | None
+    checkpoints: CheckpointStore | LeaseCheckpoints | None
     metrics: ConsumerMetrics
     _stop: threading.Event
     _shards: dict[str, Shard]
@@ -87,9 +88,15 @@ class ShardReader:
         return [s.shard_id for s in self._shards.values()]
 
     def _readable(self, shard: Shard) -> bool:
-        """A child shard waits until every parent we know of has been read to its end (order per key)."""
+        """A child shard waits until every parent we know of has been read to its end (order per key). In a group
+        (leases), only a shard whose lease this consumer holds, parents finished by whichever consumer read them."""
         if shard.closed or time.monotonic() < shard.retry_at:
             return False
+        if isinstance(self.checkpoints, LeaseCheckpoints):
+            if not self.checkpoints.owns(shard.shard_id):
+                shard.iterator = None  # held again later: read from the lease's checkpoint, not from here
+                return False
+            return True
         return all(self._shards[p].closed for p in shard.parents if p in self._shards)
 
     def _iterator(self, shard: Shard) -> str:
@@ -125,6 +132,9 @@ class ShardReader:
         """One round over the readable shards: one GetRecords and one scored batch each; records read."""
         if time.monotonic() - self._listed_at > self.shard_refresh_s:
             self.refresh_shards()
+        if isinstance(self.checkpoints, LeaseCheckpoints):
+            held = self.checkpoints.tick([(s.shard_id, s.parents) for s in self._shards.values()])
+            self.metrics.shards.set(len(held))
         total = 0
         for shard in list(self._shards.values()):
             if self._stop.is_set():
@@ -133,6 +143,9 @@ class ShardReader:
                 continue
             try:
                 total += self._poll_shard(shard)
+            except LeaseLost as error:  # another consumer holds it now and reads it from the lease's checkpoint
+                log.warning("shard %s: %s; left to its new owner", shard.shard_id, error)
+                shard.iterator = None
             except (
                 PutError,
                 ServiceUnavailable,

@@ -293,3 +293,60 @@ def test_a_bare_record_is_scored_under_an_id_from_its_shard_and_sequence(setting
     again.data = client.data
     make(again_settings, again, [sink]).poll_once()  # the same records read again (no checkpoint)
     assert [e["request_id"] for e in sink.entries] == ["s0:s0-00000", "s0:s0-00001"] * 2
+
+
+def test_a_group_reads_a_parent_to_its_end_before_anyone_reads_its_children(settings: Settings) -> None:
+    """Two consumers share shards through leases (moto's DynamoDB in process, a clock the test moves) over a
+    faithful fake of a split: the children are read by whichever consumer holds them, only after the parent's
+    owner has read it to its end, so a key's records stay in order across the reshard."""
+    import boto3
+    from moto import mock_aws
+
+    from server.kinesis.leases import SHARD_END, LeaseCheckpoints, LeaseCoordinator, LeaseTable
+
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+        table = LeaseTable(dynamodb, "group-leases")
+        table.ensure()
+        client = FakeKinesis({"parent": None, "other": None})
+
+        def member(name: str) -> KinesisConsumer:
+            leases = LeaseCheckpoints(LeaseCoordinator(table, name, lease_timeout_s=9, clock=clock), clock=clock)
+            consumer = KinesisConsumer(settings, FakeService(), [], client, checkpoints=leases, poll_interval_s=0)
+            consumer.shard_refresh_s = 0
+            return consumer
+
+        group = [member("a"), member("b")]
+
+        def rounds(n: int) -> None:
+            for _ in range(n):
+                for consumer in group:
+                    consumer.poll_once()
+                now[0] += 4
+
+        client.add("parent", envelope_bytes(0))
+        client.add("other", envelope_bytes(1))
+        rounds(3)
+        assert sorted(lease.owner for lease in table.all()) == ["a", "b"]  # one shard each
+        for child in ("child-1", "child-2"):  # the split: parent closes once read, children appear
+            client.shards[child] = "parent"
+            client.data[child] = []
+        client.add("child-1", envelope_bytes(2))
+        client.add("child-2", envelope_bytes(3))
+        client.add("parent", envelope_bytes(4))
+        rounds(3)
+        answered = [r["request_id"] for r in client.stream("results")]
+        assert sorted(answered) == ["r0", "r1", "r4"]  # the children wait: the parent is not closed yet
+        client.closed.add("parent")
+        rounds(4)
+        answered = [r["request_id"] for r in client.stream("results")]
+        assert sorted(answered) == ["r0", "r1", "r2", "r3", "r4"] and answered.index("r4") < answered.index("r2")
+        leases = {lease.key: lease for lease in table.all()}
+        assert leases["parent"].checkpoint == SHARD_END
+        assert {leases["child-1"].owner, leases["child-2"].owner} <= {"a", "b"}
+        assert leases["child-1"].parents == ("parent",) and leases["child-1"].checkpoint.startswith("child-1-")

@@ -224,7 +224,8 @@ def insert(connection: sqlite3.Connection, codec: Codec, entries: Sequence[Mappi
     return len(rows)
 
 
-_MARKS = ", ".join("?" * len(COLUMNS.split(",")))
+_MARKS = ", ".join("?" * len(COLUMNS.split(",")))  # every column, seq included
+_MARKS_BUT_SEQ = ", ".join("?" * (len(COLUMNS.split(",")) - 1))
 
 
 def _insert_one(
@@ -234,7 +235,7 @@ def _insert_one(
     chained = _chained(entry)
     prev = last.get(entry["customer_id"]) if chained else None
     cursor = connection.execute(
-        f"INSERT OR IGNORE INTO {PREDICTIONS} ({COLUMNS}) VALUES (NULL, {_MARKS[3:]})",
+        f"INSERT OR IGNORE INTO {PREDICTIONS} ({COLUMNS}) VALUES (NULL, {_MARKS_BUT_SEQ})",
         codec.row(connection, entry, prev),
     )
     if cursor.rowcount != 1:

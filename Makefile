@@ -69,7 +69,13 @@ BUILD_BASE = $(DOCKER) build -f Dockerfile.base -t churn-mlops/base:$(IMAGE_TAG)
 # native needs the venv and the Debian packages; compose needs only docker
 RUNTIME_DEPS = $(if $(filter native,$(RUNTIME)),install,docker-engine)
 RUNTIME_CLI := $(PY) -m native.runtime --env $(env)
-SERVE_PROGRAMS := predict-api serve-kinesis drift-service prometheus alertmanager alert-receiver
+SERVE_PROGRAMS := predict-api api-gateway serve-kinesis drift-service prometheus alertmanager alert-receiver
+# compose: replicas of serve-kinesis, one consumer group (`make up KINESIS_CONSUMERS=3`); the setting's default.
+# Natively supervisord starts KINESIS_CONSUMERS processes from the settings (.env.<env> or the environment).
+KINESIS_CONSUMERS ?= 2
+# compose: replicas of predict-api behind the api-gateway service (`make up API_REPLICAS=3`); natively API_REPLICAS
+# from the settings, like KINESIS_CONSUMERS.
+API_REPLICAS ?= 1
 
 .PHONY: prune-trials help install system-packages test-packages up down setup-model-registry init_aws train apply-model-train-flow \
 	setup-model-serve start-serve stop-serve apply-prediction-reporting report archive backup restore snapshot-from-production batch quarantine outcomes materialize promote \
@@ -215,7 +221,7 @@ endif
 setup-model-serve: ## serve the model chosen by RUN_ID (HTTP :9696, Kinesis) with its monitoring
 ifeq ($(RUNTIME),compose)
 	$(BUILD_BASE)
-	$(SERVE_STACK) up -d --build
+	$(SERVE_STACK) up -d --build --scale serve-kinesis=$(KINESIS_CONSUMERS) --scale predict-api=$(API_REPLICAS)
 	$(WAIT_HEALTHY) $(SERVE_PROJECT)
 else
 	$(RUNTIME_CLI) up $(SERVE_PROGRAMS)
@@ -224,7 +230,7 @@ endif
 start-serve: ## start the serving side again (after stop-serve or a RUN_ID change)
 ifeq ($(RUNTIME),compose)
 	$(BUILD_BASE)
-	$(SERVE_STACK) up -d --build
+	$(SERVE_STACK) up -d --build --scale serve-kinesis=$(KINESIS_CONSUMERS) --scale predict-api=$(API_REPLICAS)
 	$(WAIT_HEALTHY) $(SERVE_PROJECT)
 else
 	$(RUNTIME_CLI) up $(SERVE_PROGRAMS)

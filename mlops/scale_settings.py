@@ -1,20 +1,55 @@
 """The scale-out settings, a part of `mlops.settings.Settings` (which inherits them): how consumers of one stream
-form a group (server.kinesis.leases)."""
+form a group (server.kinesis.leases) and how many of them the runtimes start."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+# The lease table of the consumers the runtimes start (native/supervisord.conf, docker-compose-serve.yml) when
+# KINESIS_LEASE_TABLE names none: one group per stream, however many members it has.
+GROUP_LEASE_TABLE = "kinesis-consumer-leases"
+
 
 class ScaleSettings(BaseModel):
+    kinesis_consumers: int = Field(
+        default=2,
+        ge=1,
+        le=32,
+        description="Kinesis consumers the native runtime starts (supervisord processes serve-kinesis-0..N-1, "
+        "metrics on KINESIS_METRICS_PORT + i); they form one group through the lease table (compose: "
+        "`make up RUNTIME=compose KINESIS_CONSUMERS=N` scales the serve-kinesis service)",
+    )
+    api_replicas: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="API servers (gunicorn, API_WORKERS workers each) the native runtime starts behind its nginx "
+        "gateway on API_PORT: replica i on API_REPLICA_PORT + i (compose: `make up API_REPLICAS=N` scales "
+        "predict-api behind the api-gateway service)",
+    )
+    api_replica_port: int = Field(default=9700, description="native: port of API replica 0 (i: + i)")
+    api_trusted_proxies: int = Field(
+        default=0,
+        ge=0,
+        le=4,
+        description="proxies in front of the API whose X-Forwarded-For is believed (the runtimes' gateway: 1); "
+        "the client address is then the one the gateway saw, for AUTH_FAILURE_LIMIT and the rate limit by address",
+    )
     kinesis_lease_table: str | None = Field(
         default=None,
         description="DynamoDB table of the Kinesis consumers' shard leases (KCL's layout): set, consumers of the "
-        "stream share its shards and take over a dead one's; empty: one consumer, checkpoints in STATE_DIR",
+        "stream share its shards and take over a dead one's; empty: a lone `python -m server.kinesis` keeps its "
+        f"checkpoints in STATE_DIR, while the runtimes' consumers use '{GROUP_LEASE_TABLE}'",
     )
     kinesis_lease_timeout_s: float = Field(
         default=10.0, gt=0, description="a lease whose counter has not moved this long is taken over"
     )
     kinesis_worker_id: str | None = Field(
-        default=None, description="this consumer's name in the lease table; empty: <hostname>-<pid>"
+        default=None,
+        description="this consumer's name in the lease table; empty: <hostname>-kinesis-<i> for member i of the "
+        "native group (a restarted member resumes its own leases at once), else <hostname>-<pid>",
     )
+
+    def group_lease_table(self) -> str:
+        """The lease table the runtimes' consumers share."""
+        return self.kinesis_lease_table or GROUP_LEASE_TABLE

@@ -35,10 +35,29 @@ class Program:
     health_url: str | None  # None: "RUNNING" in supervisord is enough
     timeout_s: float = 90.0
     ready: Callable[[], bool] | None = None  # a further readiness check after the probe (MLflow: its users exist)
+    members: int = 0  # supervisord's numprocs: processes <name>-0..N-1, member i probed on the health port + i
+
+    def processes(self) -> list[tuple[str, str | None]]:
+        """(supervisord name, health url) of each process; a group's members are `name:name-i`."""
+        if not self.members:
+            return [(self.name, self.health_url)]
+        return [(f"{self.name}:{self.name}-{i}", _shift_port(self.health_url, i)) for i in range(self.members)]
+
+    @property
+    def namespec(self) -> str:
+        """What supervisorctl's start/stop take: the whole group for a program with members."""
+        return f"{self.name}:*" if self.members else self.name
 
 
 def _port(url: str, default: int) -> int:
     return urlparse(url).port or default
+
+
+def _shift_port(url: str | None, by: int) -> str | None:
+    if url is None or not by:
+        return url
+    parts = urlparse(url)
+    return parts._replace(netloc=f"{parts.hostname}:{(parts.port or 80) + by}").geturl()
 
 
 def programs(settings: Settings) -> dict[str, Program]:
@@ -56,8 +75,15 @@ def programs(settings: Settings) -> dict[str, Program]:
         Program("prefect", f"http://127.0.0.1:{prefect}/api/health", 120),
         Program("train-deployment", None),
         Program("batch-deployment", None),
-        Program("predict-api", f"http://127.0.0.1:{settings.api_port}/health", 120),
-        Program("serve-kinesis", f"http://127.0.0.1:{settings.kinesis_metrics_port}/metrics"),
+        Program(
+            "predict-api", f"http://127.0.0.1:{settings.api_replica_port}/health", 120, members=settings.api_replicas
+        ),
+        Program("api-gateway", f"http://127.0.0.1:{settings.api_port}/health"),
+        Program(
+            "serve-kinesis",
+            f"http://127.0.0.1:{settings.kinesis_metrics_port}/metrics",
+            members=settings.kinesis_consumers,
+        ),
         Program("drift-service", f"http://127.0.0.1:{settings.drift_port}/health"),
         Program("report-deployment", None),
         Program("prometheus", f"http://127.0.0.1:{settings.prometheus_port}/-/ready"),
@@ -92,6 +118,8 @@ def runtime_environment(settings: Settings) -> dict[str, str]:
             "MLOPS_MLFLOW_ARTIFACTS": str(settings.state_dir / "mlflow" / "artifacts"),
             "MLOPS_PREFECT_PORT": str(_port(settings.prefect_api_url, 4200)),
             "MLOPS_REPORTS_DIR": str(settings.reports_location),
+            "MLOPS_KINESIS_CONSUMERS": str(settings.kinesis_consumers),
+            "MLOPS_API_REPLICAS": str(settings.api_replicas),
             "ENV": settings.env,
             "STATE_DIR": str(settings.state_dir),
             "PREFECT_API_URL": settings.prefect_api_url,
@@ -153,6 +181,11 @@ class Runtime:
                 states[parts[0]] = parts[1]
         return states
 
+    def running(self, name: str) -> bool:
+        """Every process of the program (each member of a group) is RUNNING."""
+        states = self.status()
+        return all(states.get(process) == "RUNNING" for process, _ in self.known[name].processes())
+
     # ---------------------------------------------------------------- lifecycle
     def start(self, names: Sequence[str]) -> None:
         unknown = [n for n in names if n not in self.known]
@@ -160,24 +193,28 @@ class Runtime:
             raise SystemExit(f"unknown program(s) {unknown}; known: {sorted(self.known)}")
         fresh = not self.supervisor_running()
         # supervisord autostarts the registry side, so on a fresh start those ports must be free too
-        self._refuse_taken_ports(
-            [*REGISTRY, *names] if fresh else [n for n in names if self.status().get(n) != "RUNNING"]
-        )
+        self._refuse_taken_ports([*REGISTRY, *names] if fresh else [n for n in names if not self.running(n)])
         self.ensure_supervisor()
         states = self.status()
         for name in names:
-            if name not in states:
-                raise SystemExit(f"program '{name}' is not defined in {CONFIG} yet (its part is not built)")
-            if states[name] != "RUNNING":
-                print(f"starting {name:<18} log: {self.logs / (name + '.log')}", flush=True)
-                self._ctl("start", name)
+            program = self.known[name]
+            processes = [process for process, _ in program.processes()]
+            missing = [process for process in processes if process not in states]
+            if missing:
+                raise SystemExit(
+                    f"program '{name}' ({', '.join(missing)}) is not in the running supervisord: its definition in "
+                    f"{CONFIG} or a group size (e.g. KINESIS_CONSUMERS) changed since it started; `make down` first"
+                )
+            if any(states[process] != "RUNNING" for process in processes):
+                print(f"starting {name:<18} log: {self.logs / (name + '*.log')}", flush=True)
+                self._ctl("start", program.namespec)
         for name in names:
-            self.wait_healthy(self.known[name])
+            for process, url in self.known[name].processes():
+                self.wait_healthy(self.known[name], process, url)
 
     def _refuse_taken_ports(self, names: Sequence[str]) -> None:
         """A port already served by a foreign process would pass the health probe and hide a dead program."""
-        for name in dict.fromkeys(names):
-            url = self.known[name].health_url
+        for name, url in ((n, url) for n in dict.fromkeys(names) for _, url in self.known[n].processes()):
             port = urlparse(url).port if url else None
             if port and _port_in_use(port):
                 raise SystemExit(
@@ -185,21 +222,23 @@ class Runtime:
                     f"started by hand?): stop it, or move {name} to another port in .env.{self.settings.env}"
                 )
 
-    def wait_healthy(self, program: Program) -> None:
+    def wait_healthy(self, program: Program, process: str | None = None, url: str | None = None) -> None:
+        process, url = (process, url) if process else (program.name, program.health_url)
+        label = process.split(":")[-1]
         started = time.monotonic()
         deadline = started + program.timeout_s
-        log = self.logs / f"{program.name}.log"
+        log = self.logs / f"{label}.log"
         while True:
-            state = self.status().get(program.name, "UNKNOWN")
+            state = self.status().get(process, "UNKNOWN")
             if state in ("FATAL", "BACKOFF", "EXITED"):
-                raise SystemExit(f"{program.name} failed to start ({state}); last lines of {log}:\n{_tail(log)}")
-            if state == "RUNNING" and _probe(program.health_url) and (program.ready is None or program.ready()):
-                print(f"  {program.name:<18} healthy after {time.monotonic() - started:4.1f}s", flush=True)
+                raise SystemExit(f"{label} failed to start ({state}); last lines of {log}:\n{_tail(log)}")
+            if state == "RUNNING" and _probe(url) and (program.ready is None or program.ready()):
+                print(f"  {label:<18} healthy after {time.monotonic() - started:4.1f}s", flush=True)
                 return
             if time.monotonic() > deadline:
                 raise SystemExit(
-                    f"{program.name} not healthy after {program.timeout_s:.0f}s "
-                    f"(state {state}, probe {program.health_url}); last lines of {log}:\n{_tail(log)}"
+                    f"{label} not healthy after {program.timeout_s:.0f}s "
+                    f"(state {state}, probe {url}); last lines of {log}:\n{_tail(log)}"
                 )
             time.sleep(0.5)
 
@@ -207,7 +246,7 @@ class Runtime:
         if not self.supervisor_running():
             return
         for name in names:
-            self._ctl("stop", name)
+            self._ctl("stop", self.known[name].namespec if name in self.known else name)
 
     def down(self) -> None:
         if not self.supervisor_running():
@@ -270,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("native runtime is not running")
             return 1
         for name, state in runtime.status().items():
-            print(f"{name:<20} {state:<10} {runtime.logs / (name + '.log')}")
+            label = name.split(":")[-1]
+            print(f"{label:<20} {state:<10} {runtime.logs / (label + '.log')}")
     return 0
 
 

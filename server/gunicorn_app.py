@@ -32,17 +32,19 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
 from mlops.settings import Settings
+from server.fleet import FleetOrders, api_instance, fleet_file_for
 
 log = logging.getLogger(__name__)
 
 
 def metrics_dir_for(settings: Settings) -> Path:
-    return settings.state_dir / "prometheus-multiproc" / "predict-api"
+    """Per replica: a starting master empties it, which must not wipe another replica's counters."""
+    return settings.state_dir / "prometheus-multiproc" / f"predict-api-{api_instance(settings)}"
 
 
 def switch_file_for(settings: Settings) -> Path:
-    """The SwitchBoard file of one API server (by port: two servers may share a state folder)."""
-    return settings.state_dir / "predict-api" / f"model-switch-{settings.api_port}.json"
+    """The SwitchBoard file of one API server (replicas share a state folder: server.fleet)."""
+    return settings.state_dir / "predict-api" / f"model-switch-{api_instance(settings)}.json"
 
 
 def _on_starting(server: Any) -> None:
@@ -150,10 +152,16 @@ class PredictApiApplication(BaseApplication):  # type: ignore[misc]
         return RegistryFollower(settings, run_id, switch, status_file=follower_status_file_for(settings))
 
     def follow_registry(self) -> None:
-        """Called from the master's loop about once a second: a moved alias switches the workers in place."""
+        """Called from the master's loop about once a second: a moved alias switches the workers in place, and a
+        reload another replica made (server.fleet) is made here too, as SIGHUP makes it."""
         follower = getattr(self, "follower", None)
         if follower is not None:
             follower.maybe_check()
+        fleet = getattr(self, "fleet", None)
+        order = fleet.pending() if fleet is not None else None
+        if order is not None:
+            log.info("replica %s reloaded (%s): reloading here too", order.get("origin"), order.get("source"))
+            self.switch_model()
 
     def run(self) -> None:
         try:
@@ -267,4 +275,6 @@ def run(
     run_id = warm_model_cache(settings)
     application = PredictApiApplication(settings, options_for(settings, close_app), app_factory, reread)
     application.follower = application._follower(settings, run_id)
+    application.fleet = FleetOrders(fleet_file_for(settings), api_instance(settings))
+    application.fleet.start()
     application.run()

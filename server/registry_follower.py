@@ -98,5 +98,7 @@ def follower_problems(status_file: Path) -> list[str]:
 
 
 def follower_status_file_for(settings: Settings) -> Path:
-    """Where the API master's follower says what is wrong (by port, like the SwitchBoard file)."""
-    return settings.state_dir / "predict-api" / f"follower-status-{settings.api_port}.json"
+    """Where the API master's follower says what is wrong (per replica, like the SwitchBoard file)."""
+    from server.fleet import api_instance
+
+    return settings.state_dir / "predict-api" / f"follower-status-{api_instance(settings)}.json"

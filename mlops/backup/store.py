@@ -21,7 +21,16 @@ MANIFEST = "manifest.json"
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 # rebuilt, re-downloaded or live process plumbing: never in a backup
 PENDING = "restore-pending"  # a restore's bucket objects, until moto runs again (`make up` puts them back)
-SKIPPED_FOLDERS = {"logs", "model-cache", "prometheus", "prometheus-multiproc", "nginx", "prefect-client", PENDING}
+SKIPPED_FOLDERS = {
+    "logs",
+    "model-cache",
+    "prometheus",
+    "prometheus-multiproc",
+    "nginx",
+    "api-gateway",
+    "prefect-client",
+    PENDING,
+}
 SQLITE_HEADER = b"SQLite format 3\x00"
 SKIPPED_SUFFIXES = ("-wal", "-shm", "-journal", ".sock", ".pid", ".lock", ".tmp")
 SECRETS = "secrets.env"

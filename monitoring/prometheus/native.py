@@ -28,8 +28,9 @@ RULES = HERE / "rules.yml"
 def native_targets(settings: Settings) -> dict[str, list[str]]:
     """Job name -> targets on loopback, from the settings' ports."""
     return {
-        "predict-api": [f"127.0.0.1:{settings.api_port}"],
-        "serve-kinesis": [f"127.0.0.1:{settings.kinesis_metrics_port}"],
+        "predict-api": [f"127.0.0.1:{settings.api_replica_port + i}" for i in range(settings.api_replicas)],
+        # one target per member of the consumer group (supervisord's serve-kinesis-i on the port + i)
+        "serve-kinesis": [f"127.0.0.1:{settings.kinesis_metrics_port + i}" for i in range(settings.kinesis_consumers)],
         "drift-service": [f"127.0.0.1:{settings.drift_port}"],
         "prometheus": [f"127.0.0.1:{settings.prometheus_port}"],
     }
@@ -50,7 +51,10 @@ def render(
     if unknown:
         raise ValueError(f"no job named {sorted(unknown)} in {source}")
     config["scrape_configs"] = [
-        {**job, "static_configs": [{"targets": list(targets[job["job_name"]])}]}
+        {
+            **{key: value for key, value in job.items() if key != "dns_sd_configs"},  # compose finds replicas by DNS
+            "static_configs": [{"targets": list(targets[job["job_name"]])}],
+        }
         for job in config["scrape_configs"]
         if job["job_name"] in targets
     ]

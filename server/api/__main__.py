@@ -27,10 +27,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", default=None, help="default: API_HOST")
     parser.add_argument("--port", type=int, default=None, help="default: API_PORT")
     parser.add_argument("--workers", type=int, default=None, help="default: API_WORKERS")
+    parser.add_argument(
+        "--replica",
+        type=int,
+        default=None,
+        metavar="I",
+        help="replica I behind the native gateway: port API_REPLICA_PORT + I (supervisord's numprocs)",
+    )
     args = parser.parse_args(argv)
-    overrides = {
-        k: v for k, v in {"api_host": args.host, "api_port": args.port, "api_workers": args.workers}.items() if v
-    }
+    port = args.port
+    if args.replica is not None:
+        if args.replica < 0:
+            parser.error(f"--replica must be >= 0, got {args.replica}")
+        port = load_settings(args.env).api_replica_port + args.replica
+    overrides = {k: v for k, v in {"api_host": args.host, "api_port": port, "api_workers": args.workers}.items() if v}
     from server.gunicorn_app import run
 
     run(

@@ -1,4 +1,5 @@
-"""POST /admin/reload: re-resolve RUN_ID / alias, load that model, swap it atomically in every worker.
+"""POST /admin/reload: re-resolve RUN_ID / alias, load that model, swap it atomically in every worker, and tell the
+other API replicas to do the same (server.fleet).
 
 Only served behind a key (API_KEY); the env file is re-read (`reread_settings`), so an edited RUN_ID takes effect
 without a restart. A failed reload (MLflow down, no alias, artifacts gone) keeps the previous model and says why.
@@ -15,6 +16,7 @@ from flask import Blueprint
 from mlops.settings import Settings
 from server.api.access import AccessPolicy
 from server.api.errors import ApiError
+from server.fleet import FleetOrders, api_instance, fleet_file_for
 
 if TYPE_CHECKING:
     from server.api.state import ApiState
@@ -42,6 +44,9 @@ def admin_blueprint(state: ApiState, access: AccessPolicy, reread_settings: Call
             raise ApiError(
                 503, "reload failed", f"{type(error).__name__}: {first}; still serving the previous model"
             ) from None
+        if state.switch is not None:  # under gunicorn: the other replicas reload too (server.fleet)
+            fleet = FleetOrders(fleet_file_for(state.settings), api_instance(state.settings))
+            answer["fleet_generation"] = fleet.publish(answer["model_run_id"], answer["source"])["generation"]
         log.info("hot reload: %s", answer)
         return answer, 200
 

@@ -51,6 +51,10 @@ def create_app(
     access = AccessPolicy(settings)  # refuses env=cloud without API_KEY and a malformed RATE_LIMIT
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    if settings.api_trusted_proxies:  # behind the gateway: the client's address is the one it saw
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.api_trusted_proxies)  # type: ignore[method-assign]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     state = ApiState(settings, service, [])
     state.scorer.sinks = list(sinks) if sinks is not None else build_sinks(settings, lambda: _dataset(state))

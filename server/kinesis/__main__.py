@@ -3,6 +3,9 @@
 Checks the three streams and loads the model before it starts (a missing stream or a dead MLflow without a cached
 model is exit code 2 with the setting named), serves its metrics on KINESIS_METRICS_PORT, follows the registry
 between batches (RUN_ID empty) and stops cleanly on SIGTERM.
+
+`--group-member I` is how the runtimes start it (supervisord's numprocs natively, `--scale serve-kinesis=N` in
+compose): member I of the stream's consumer group, sharing the shards through the lease table.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -19,6 +23,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError
 from mlops import aws
 from mlops.aws import ServiceUnavailable
 from mlops.model_service import ModelService
+from mlops.scale_settings import GROUP_LEASE_TABLE
 from mlops.settings import ConfigurationError, Settings, load_settings
 from server.kinesis.consumer import KinesisConsumer
 from server.kinesis.leases import LeaseCheckpoints
@@ -50,6 +55,17 @@ def _check_streams(client: Any, settings: Settings) -> None:
             raise
 
 
+def as_group_member(settings: Settings, member: int) -> Settings:
+    """Member `member` of the runtime's group. Its worker id is stable across restarts, so a member supervisord
+    restarts after a crash resumes its own leases at once instead of waiting out the lease timeout."""
+    if member < 0:
+        raise ConfigurationError(f"--group-member must be >= 0, got {member}")
+    worker = settings.kinesis_worker_id or f"{socket.gethostname()}-kinesis-{member}"
+    return settings.model_copy(
+        update={"kinesis_lease_table": settings.group_lease_table(), "kinesis_worker_id": worker}
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m server.kinesis",
@@ -65,6 +81,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--batch-size", type=int, default=None, help="GetRecords Limit (default MAX_BATCH_RECORDS)")
     parser.add_argument("--metrics-port", type=int, default=None, help="default KINESIS_METRICS_PORT")
+    parser.add_argument(
+        "--group-member",
+        type=int,
+        default=None,
+        metavar="I",
+        help="join the consumer group as member I: leases in KINESIS_LEASE_TABLE (default "
+        f"{GROUP_LEASE_TABLE}), metrics on KINESIS_METRICS_PORT + I, worker id <hostname>-kinesis-I "
+        "(default: a lone consumer, checkpoints in STATE_DIR unless KINESIS_LEASE_TABLE is set)",
+    )
     parser.add_argument("--no-sinks", action="store_true", help="do not write the prediction log / drift service")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
@@ -74,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = load_settings(args.env)
+        if args.group_member is not None:
+            settings = as_group_member(settings, args.group_member)
         client = aws.client("kinesis", settings)
         _check_streams(client, settings)
         service = ModelService.from_settings(settings)
@@ -95,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"serve_kinesis: error: {error}", file=sys.stderr)
         return 2
     consumer.follower = RegistryFollower(settings, service.run_id, consumer.switch_model)
-    port = args.metrics_port or settings.kinesis_metrics_port
+    port = args.metrics_port or settings.kinesis_metrics_port + (args.group_member or 0)
     try:
         start_http_server(port, addr=settings.api_host, registry=consumer.metrics.registry)
     except OSError as error:

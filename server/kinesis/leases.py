@@ -188,10 +188,14 @@ class LeaseCoordinator:
         for lease in leases:  # what another worker changed (a steal of ours shows here as a new owner)
             if lease.key in self.held and lease.owner != self.worker:
                 del self.held[lease.key]
+        # a lease in this worker's name that it does not hold was held by its previous life (a restart with a
+        # stable worker id): taken back at once, not after the timeout
         free = [
             lease
             for lease in leases
-            if lease.owner is None or (lease.owner != self.worker and self._expired(lease, now))
+            if lease.owner is None
+            or (lease.owner == self.worker and lease.key not in self.held)
+            or (lease.owner != self.worker and self._expired(lease, now))
         ]
         live = {lease.owner for lease in leases if lease.owner is not None and lease not in free} | {self.worker}
         share = math.ceil(len(leases) / len(live)) if leases else 0

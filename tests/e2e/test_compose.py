@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -295,10 +296,12 @@ def check_control_planes_refuse_strangers(stack: Stack) -> None:
     refused = stack.exec("churn-mlops-serve", "redis", "env", "-u", "REDISCLI_AUTH", "redis-cli", "ping")
     assert "NOAUTH" in refused.stdout + refused.stderr, refused
     assert stack.exec("churn-mlops-serve", "redis", "redis-cli", "ping").stdout.strip() == "PONG"
-    # a client container (the HTTP simulator, on the edge network) reaches the API and nothing else
+    # a client container (the HTTP simulator, on the edge network) reaches the API's gateway and nothing else (not
+    # even the API's replicas, which believe the gateway's X-Forwarded-For)
     probe = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)"
     for url, reachable in (
-        ("http://predict-api:9696/health", True),
+        ("http://api-gateway:9696/health", True),
+        ("http://predict-api:9696/health", False),
         ("http://mlflow:5051/health", False),
         ("http://prefect:4200/api/health", False),
         ("http://drift-service:8085/health", False),
@@ -334,6 +337,12 @@ def put_and_read_kinesis(stack: Stack, records: list[dict[str, Any]]) -> list[di
     return wait_until(
         results, 180, lambda: "20 Kinesis results; consumer log:\n" + stack.logs("churn-mlops-serve", "serve-kinesis")
     )
+
+
+def lease_owners(stack: Stack) -> dict[str, str]:
+    """shard id -> worker holding its lease, read from the group's DynamoDB table in the moto container."""
+    items = stack.aws("dynamodb").scan(TableName="kinesis-consumer-leases")["Items"]
+    return {item["leaseKey"]["S"]: item["leaseOwner"]["S"] for item in items if "leaseOwner" in item}
 
 
 def sample_records(n: int) -> list[dict[str, Any]]:
@@ -420,6 +429,26 @@ def test_compose_platform_builds_runs_serves_switches_and_resets(stack: Stack) -
     # --- Kinesis: 20 records in, their 20 results out --------------------------------------------------------------
     results = put_and_read_kinesis(stack, records[:20])
     assert {r["model_run_id"] for r in results} == {first_run}
+    # two replicas (make's KINESIS_CONSUMERS default) form one group: each holds one of the two shards' leases
+    consumers = stack.docker(
+        "ps", "-q", "--filter", "label=com.docker.compose.project=churn-mlops-serve",
+        "--filter", "label=com.docker.compose.service=serve-kinesis",
+    ).split()  # fmt: skip
+    assert len(consumers) == 2, consumers
+
+    def spread() -> dict[str, str] | None:
+        found = lease_owners(stack)
+        return found if len(set(found.values())) == 2 else None
+
+    owners = wait_until(
+        spread,
+        90,
+        lambda: (
+            f"two owners in the lease table ({lease_owners(stack)}); consumer logs:\n"
+            + stack.logs("churn-mlops-serve", "serve-kinesis")
+        ),
+    )
+    assert len(owners) == 2 and all(owner.endswith("-kinesis-0") for owner in owners.values()), owners
 
     # --- outcomes: one through POST /outcomes, the Kinesis ones through `make outcomes` (a container) ----------------
     settled = requests.post(
@@ -479,6 +508,9 @@ def test_compose_platform_builds_runs_serves_switches_and_resets(stack: Stack) -
         "serve-kinesis": "up",
         "drift-service": "up",
     }, targets
+    # found by Docker's DNS: each consumer replica is a target of its own
+    consumer_targets = [t for t in targets if t["labels"]["job"] == "serve-kinesis"]
+    assert len(consumer_targets) == 2 and {t["health"] for t in consumer_targets} == {"up"}, consumer_targets
 
     # --- alerting: Prometheus sends to the Alertmanager container, which routes to the receiver container -----------
     managers = requests.get(stack.url("PROMETHEUS", "/api/v1/alertmanagers"), timeout=10).json()["data"]
@@ -516,11 +548,12 @@ def test_compose_platform_builds_runs_serves_switches_and_resets(stack: Stack) -
     stack.make("stop-serve")
     with pytest.raises(requests.ConnectionError):
         requests.get(stack.url("API", "/health"), timeout=5)
-    stack.make("start-serve", f"RUN_ID={second_run}")
+    stack.make("start-serve", f"RUN_ID={second_run}", "API_REPLICAS=3")
     health = requests.get(stack.url("API", "/health"), timeout=10).json()
     assert health["model_run_id"] == second_run, health
     answer = requests.post(stack.url("API", "/predict"), json=records[1], timeout=30)
     assert answer.status_code == 200 and answer.json()["model_run_id"] == second_run
+    check_a_replica_stopped_under_traffic(stack, records[1])
 
     # --- reset_all: no container and no volume of either project is left --------------------------------------------
     stack.make("reset_all", timeout=300)
@@ -529,6 +562,60 @@ def test_compose_platform_builds_runs_serves_switches_and_resets(stack: Stack) -
         assert stack.docker("ps", "-a", "-q", "--filter", label).split() == [], project
         assert stack.docker("volume", "ls", "-q", "--filter", label).split() == [], project
     assert "churn-mlops-reports" not in stack.docker("volume", "ls", "-q").split()
+
+
+def check_a_replica_stopped_under_traffic(stack: Stack, record: dict[str, Any]) -> None:
+    """Three API replicas behind the gateway's one port: one is stopped (SIGTERM, as a scale-down or a deploy does)
+    while three clients send; no request fails (the gateway retries elsewhere what it could not place) and every
+    answered prediction is in the log, the stopped replica's included."""
+    replicas = stack.docker(
+        "ps", "-q", "--filter", "label=com.docker.compose.project=churn-mlops-serve",
+        "--filter", "label=com.docker.compose.service=predict-api",
+    ).split()  # fmt: skip
+    assert len(replicas) == 3, replicas
+    answered: list[str] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        with requests.Session() as session:
+            while not stop.is_set():
+                try:
+                    reply = session.post(stack.url("API", "/predict"), json=record, timeout=30)
+                except requests.RequestException as error:
+                    failures.append(f"{type(error).__name__}: {error}")
+                    continue
+                if reply.status_code == 200:
+                    answered.append(reply.headers["X-Request-ID"])
+                else:
+                    failures.append(f"{reply.status_code}: {reply.text[:200]}")
+                time.sleep(0.05)
+
+    clients = [threading.Thread(target=client, daemon=True) for _ in range(3)]
+    for thread in clients:
+        thread.start()
+    time.sleep(5)
+    before = len(answered)
+    stack.docker("stop", "-t", "20", replicas[0])
+    time.sleep(5)
+    stop.set()
+    for thread in clients:
+        thread.join(timeout=60)
+    assert failures == [], failures[:5]
+    assert before > 10 and len(answered) > before + 10, (before, len(answered))
+
+    def unlogged() -> list[str]:
+        return [
+            request_id
+            for request_id in answered
+            if requests.get(stack.url("API", f"/predictions/{request_id}"), timeout=10).status_code != 200
+        ]
+
+    missing = unlogged()
+    if missing:
+        time.sleep(10)  # the log writers' last batches
+        missing = unlogged()
+    assert missing == [], f"{len(missing)} of {len(answered)} answered predictions not in the log"
 
 
 def check_grafana_and_mongo(stack: Stack) -> None:

@@ -46,7 +46,8 @@ def make(target: str, env: dict[str, str], *args: str, timeout: int = 900) -> su
 @pytest.fixture(scope="module")
 def platform_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     state = tmp_path_factory.mktemp("make-up-state")
-    ports = {name: free_port() for name in ("moto", "mlflow", "prefect", "api", "kinesis", "drift", "prom", "www")}
+    names = ("moto", "mlflow", "prefect", "api", "api-replica", "kinesis", "drift", "prom", "www")
+    ports = {name: free_port() for name in names}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "MLFLOW_", "AWS_"))}
     env.update(
         {
@@ -55,6 +56,7 @@ def platform_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             "MLFLOW_TRACKING_URI": f"http://127.0.0.1:{ports['mlflow']}",
             "PREFECT_API_URL": f"http://127.0.0.1:{ports['prefect']}/api",
             "API_PORT": str(ports["api"]),
+            "API_REPLICA_PORT": str(ports["api-replica"]),
             "KINESIS_METRICS_PORT": str(ports["kinesis"]),
             "DRIFT_PORT": str(ports["drift"]),
             "DRIFT_SERVICE_URL": f"http://127.0.0.1:{ports['drift']}",
@@ -122,8 +124,33 @@ def test_make_up_trains_serves_and_answers_then_make_down_stops_everything(platf
         assert deployments()[name]["schedules"], f"{name} has no schedule"
 
     logs = Path(platform_env["STATE_DIR"]) / "logs"
-    for program in ("moto", "mlflow", "prefect", "predict-api", "train-deployment", "batch-deployment"):
+    programs = ("moto", "mlflow", "prefect", "predict-api-0", "api-gateway", "train-deployment", "batch-deployment")
+    for program in programs:
         assert (logs / f"{program}.log").exists(), f"no log for {program} in {logs}"
+
+    # KINESIS_CONSUMERS (2) consumers under supervisord form one group: one lease each of the two shards, in the
+    # DynamoDB table, under their stable member ids; each serves its metrics on its own port
+    import boto3
+
+    dynamodb = boto3.client(
+        "dynamodb",
+        endpoint_url=platform_env["AWS_ENDPOINT_URL"],
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    members = {f"{socket.gethostname()}-kinesis-{i}" for i in range(2)}
+    deadline = time.monotonic() + 60
+    while True:
+        items = dynamodb.scan(TableName="kinesis-consumer-leases")["Items"]
+        owners = sorted(item.get("leaseOwner", {}).get("S", "-") for item in items)
+        if set(owners) == members and len(owners) == 2:
+            break
+        assert time.monotonic() < deadline, f"lease owners {owners}, expected one shard each for {members}"
+        time.sleep(1)
+    for i in range(2):
+        assert (logs / f"serve-kinesis-{i}.log").exists()
+        assert requests.get(f"http://127.0.0.1:{ports['kinesis'] + i}/metrics", timeout=10).ok
 
     second = make("up", platform_env)  # idempotent: nothing restarts, nothing retrains
     assert second.returncode == 0, (second.stdout + second.stderr)[-4000:]
@@ -136,7 +163,7 @@ def test_make_up_trains_serves_and_answers_then_make_down_stops_everything(platf
         os.environ.pop(name, None)
     down = make("down", platform_env, timeout=120)
     assert down.returncode == 0, down.stderr
-    still_open = [name for name, port in ports.items() if port_open(port)]
+    still_open = [name for name, port in {**ports, "kinesis-1": ports["kinesis"] + 1}.items() if port_open(port)]
     assert still_open == [], f"ports still open after make down: {still_open}"
 
 

@@ -186,5 +186,5 @@ def _wait_for_logged(store: SQLiteStore, request_ids: set[str], expected: int, t
 def test_the_native_program_runs_the_same_entry_point() -> None:
     conf = (PROJECT_ROOT / "native" / "supervisord.conf").read_text()
     section = conf.split("[program:predict-api]", 1)[1].split("\n[", 1)[0]
-    assert "-m server.api" in section
-    assert "logs/predict-api.log" in section
+    assert "-m server.api --replica %(process_num)d" in section
+    assert "logs/predict-api-%(process_num)d.log" in section

@@ -42,7 +42,8 @@ EXPECTED_PORTS = {
     "mlflow": "127.0.0.1:${HOST_PORT_MLFLOW:-5051}:5051",
     "prefect": "127.0.0.1:${HOST_PORT_PREFECT:-4200}:4200",
     "nginx": "127.0.0.1:${HOST_PORT_REPORTS:-8888}:8888",
-    "predict-api": "${HOST_PORT_API:-9696}:9696",  # the one port meant for clients
+    # the one port meant for clients: the gateway in front of the API's replicas (which publish none, so they scale)
+    "api-gateway": "${HOST_PORT_API:-9696}:9696",
     "drift-service": "127.0.0.1:${HOST_PORT_DRIFT:-8085}:8085",
     "prometheus": "127.0.0.1:${HOST_PORT_PROMETHEUS:-9091}:9091",
     "alertmanager": "127.0.0.1:${HOST_PORT_ALERTMANAGER:-9093}:9093",
@@ -177,7 +178,7 @@ def test_only_the_api_listens_beyond_loopback() -> None:
         for port in definition.get("ports", [])
         if not port.startswith("127.0.0.1:")
     ]
-    assert public == [("predict-api", "${HOST_PORT_API:-9696}:9696")]
+    assert public == [("api-gateway", "${HOST_PORT_API:-9696}:9696")]
 
 
 @pytest.mark.parametrize("compose_file", COMPOSE_FILES)
@@ -297,7 +298,7 @@ def test_clients_reach_only_the_api_and_the_aws_endpoint() -> None:
         for name, definition in compose["services"].items()
         if "edge" in definition.get("networks", [])
     }
-    assert on_edge == {"moto", "predict-api", "send-data-api", "send-data-kinesis"}
+    assert on_edge == {"moto", "api-gateway", "send-data-api", "send-data-kinesis"}
     assert serve["networks"]["edge"]["name"] == registry["networks"]["edge"]["name"]
     assert serve["networks"]["edge"]["external"] is True and not registry["networks"]["edge"].get("external")
     for client in ("send-data-api", "send-data-kinesis"):

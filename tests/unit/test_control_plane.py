@@ -114,3 +114,17 @@ def test_mlflow_refuses_to_start_open_in_the_cloud_or_half_configured(
     monkeypatch.setenv("MLFLOW_ADMIN_PASSWORD", "admin-pw-123456")  # an admin, but no reader: refused too
     assert mlflow_server_main(["--env", "local", "--port", "1"]) == 2
     assert "MLFLOW_READER_PASSWORD" in capsys.readouterr().err
+
+
+def test_a_program_with_members_is_a_supervisord_group_probed_member_by_member() -> None:
+    """KINESIS_CONSUMERS=3: supervisord's serve-kinesis:serve-kinesis-0..2, each probed on its own metrics port."""
+    from native.runtime import programs
+
+    settings = load_settings("local", kinesis_metrics_port=19697, kinesis_consumers=3)
+    group = programs(settings)["serve-kinesis"]
+    assert group.namespec == "serve-kinesis:*"
+    assert group.processes() == [
+        (f"serve-kinesis:serve-kinesis-{i}", f"http://127.0.0.1:{19697 + i}/metrics") for i in range(3)
+    ]
+    single = programs(settings)["drift-service"]
+    assert single.namespec == "drift-service" and len(single.processes()) == 1

@@ -60,6 +60,21 @@ def test_shards_spread_evenly_and_the_items_are_kcls(table: LeaseTable) -> None:
     assert {"leaseKey", "leaseOwner", "leaseCounter", "checkpoint", "ownerSwitchesSinceCheckpoint"} <= set(item)
 
 
+def test_a_restarted_worker_with_a_stable_id_resumes_its_leases_at_once(table: LeaseTable) -> None:
+    clock = Clock()
+    a, b = workers(table, clock, "host-kinesis-0", "host-kinesis-1")
+    a.sync_shards(SHARDS)
+    settle([a, b], clock)
+    mine = set(a.held)
+    assert len(mine) == 2
+    switches = {lease.key: lease.owner_switches for lease in table.all()}
+    (again,) = workers(table, clock, "host-kinesis-0")  # supervisord restarted member 0: same id, nothing held
+    assert set(again.tick()) == mine  # the first tick, well inside the lease timeout
+    b.tick()
+    assert owners(table) == {"host-kinesis-0": 2, "host-kinesis-1": 2}
+    assert {lease.key: lease.owner_switches for lease in table.all()} == switches  # not a change of owner
+
+
 def test_a_dead_workers_leases_are_taken_after_the_timeout_and_not_before(table: LeaseTable) -> None:
     clock = Clock()
     a, b, c = workers(table, clock, "a", "b", "c")

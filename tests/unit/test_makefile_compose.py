@@ -130,12 +130,17 @@ def test_compose_target_uses_its_files_and_env_file(tmp_path: Path, target: str,
 
 
 def services_named(call: list[str]) -> list[str]:
-    """The services a compose call names: `up -d --wait a b` -> [a, b]; `run --rm -v x:y a cmd` -> [a]."""
+    """The services a compose call names: `up -d --wait a b` -> [a, b]; `run --rm -v x:y a cmd` -> [a];
+    `up -d --scale a=2` -> [a]."""
     rest = call[len(global_part(call)) :]
     subcommand, words = rest[0], rest[1:]
     takes_value = {"-v", "--volume", "-e", "--env", "-w", "--workdir", "-u", "--user", "--timeout", "-t"}
     names, i = [], 0
     while i < len(words):
+        if words[i] == "--scale":  # --scale serve-kinesis=2 names a service too
+            names.append(words[i + 1].split("=", 1)[0])
+            i += 2
+            continue
         if words[i].startswith("-"):
             i += 2 if words[i] in takes_value else 1
             continue

@@ -203,6 +203,39 @@ def test_a_replay_claim_left_by_a_dead_process_is_released(tmp_path: Path) -> No
     log.close()
 
 
+def test_another_replicas_claim_is_left_alone_until_it_is_stale(tmp_path: Path) -> None:
+    """Compose replicas share one state volume and cannot see each other's pids: a claim of another host is only
+    released once it is STALE_CLAIM_S old (its owner died mid-replay), never while that replica may still replay."""
+    import os
+
+    from mlops.stores.prediction_log.spool import STALE_CLAIM_S, Spool
+
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    lines = "\n".join(__import__("json").dumps(entry(i)) for i in range(3)) + "\n"
+    fresh = spool / "00000000000000000001-1-00000001.jsonl.replaying-other_host-1"
+    stale = spool / "00000000000000000002-1-00000001.jsonl.replaying-other_host-1"
+    fresh.write_text(lines)
+    stale.write_text(lines)
+    old = __import__("time").time() - STALE_CLAIM_S - 5
+    os.utime(stale, (old, old))  # the ctime cannot be set; stat() is patched below to age it
+    real_stat = Path.stat
+
+    def aged(self: Path, **kwargs: object) -> os.stat_result:
+        result = real_stat(self, **kwargs)
+        if self.name == stale.name:
+            values = list(result)
+            values[9] = int(old)  # st_ctime
+            return os.stat_result(values)
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Path, "stat", aged)
+        Spool(spool)
+    assert fresh.exists()  # another replica may be replaying it right now
+    assert not stale.exists() and (spool / "00000000000000000002-1-00000001.jsonl").exists()
+
+
 def test_submit_after_close_is_refused(tmp_path: Path) -> None:
     log = PredictionLog(SQLiteStore(f"sqlite:///{tmp_path / 'log.sqlite'}"), tmp_path / "spool")
     log.close()

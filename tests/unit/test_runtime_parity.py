@@ -56,6 +56,8 @@ NATIVE_LAUNCHERS = {
     "python -m monitoring.alerting.native": "alertmanager",
     # renders reporting/nginx/reports.conf.template in a non-root main config, execs Debian's nginx
     "python -m reporting.nginx_native": "nginx",
+    # renders server/nginx/api-gateway.conf.template with the API replicas' loopback ports, execs Debian's nginx
+    "python -m server.gateway_native": "nginx",
 }
 
 COMPOSE = all_services()
@@ -153,3 +155,17 @@ def test_supervisord_parsing_reads_multiline_commands(tmp_path: Path) -> None:
     assert programs["a"][-2:] == ["--backend-store-uri", "sqlite:///${S}/db"]
     assert entry_point(programs["a"]) == "mlflow server"
     assert entry_point(programs["b"]) == "python -m server.kinesis"
+
+
+def test_the_consumer_groups_size_has_one_default_in_both_runtimes() -> None:
+    """Natively supervisord's numprocs comes from the setting; compose scales serve-kinesis from the Makefile."""
+    from mlops.scale_settings import ScaleSettings
+
+    default = ScaleSettings.model_fields["kinesis_consumers"].default
+    makefile = (REPO / "Makefile").read_text()
+    assert f"KINESIS_CONSUMERS ?= {default}" in makefile
+    assert makefile.count("--scale serve-kinesis=$(KINESIS_CONSUMERS)") == 2  # setup-model-serve and start-serve
+    conf = (REPO / "native" / "supervisord.conf").read_text()
+    assert "numprocs=%(ENV_MLOPS_KINESIS_CONSUMERS)s" in conf
+    assert "--group-member %(process_num)d" in conf
+    assert '"--group-member", "0"' in (REPO / "server" / "Dockerfile-serve-kinesis").read_text()

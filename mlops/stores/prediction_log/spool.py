@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+STALE_CLAIM_S = 600.0
+_HOST = socket.gethostname().replace("-", "_")  # the claim's suffix is <host>-<pid>
+
 
 class Spool:
     """Batches the store refused, as JSON-lines files whose names sort in write order.
 
-    A file being replayed is renamed `<name>.replaying-<pid>` first, so two processes never replay the same
-    file; a claim left behind by a dead process is released on start.
+    A file being replayed is renamed `<name>.replaying-<host>-<pid>` first, so two processes never replay the same
+    file; a claim left behind by a dead process is released on start. Replicas of a compose service share one
+    state volume (`--scale serve-kinesis=N`) and cannot see each other's processes: another host's claim is
+    released only once it is STALE_CLAIM_S old (a replay takes seconds).
     """
 
     def __init__(self, directory: Path) -> None:
@@ -25,9 +32,18 @@ class Spool:
 
     def _release_dead_claims(self) -> None:
         for claimed in self.directory.glob("*.jsonl.replaying-*"):
-            pid = int(claimed.name.rsplit("-", 1)[1]) if claimed.name.rsplit("-", 1)[1].isdigit() else 0
-            if pid == os.getpid() or not _alive(pid):
-                claimed.rename(claimed.with_name(claimed.name.split(".replaying-")[0]))
+            host, _, pid_text = claimed.name.split(".replaying-", 1)[1].rpartition("-")
+            pid = int(pid_text) if pid_text.isdigit() else 0
+            if host in ("", _HOST):
+                dead = pid == os.getpid() or not _alive(pid)
+            else:
+                try:
+                    dead = time.time() - claimed.stat().st_ctime > STALE_CLAIM_S  # a rename sets the ctime
+                except FileNotFoundError:
+                    continue
+            if dead:
+                with contextlib.suppress(FileNotFoundError):  # another replica released it first
+                    claimed.rename(claimed.with_name(claimed.name.split(".replaying-")[0]))
 
     def append(self, entries: Sequence[Mapping[str, Any]]) -> Path:
         self._counter += 1
@@ -58,7 +74,7 @@ class Spool:
         of entries taken (written, or set apart by `write` for their content)."""
         written = 0
         for path in self.pending():
-            claimed = path.with_name(f"{path.name}.replaying-{os.getpid()}")
+            claimed = path.with_name(f"{path.name}.replaying-{_HOST}-{os.getpid()}")
             try:
                 path.rename(claimed)
             except FileNotFoundError:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,30 +53,56 @@ class BlockScorer:
         records: dict[str, dict[str, Any]] = {}
         read: list[tuple[str, bytes]] = []
         for file in files:
-            base = {"input": file.uri, "input_name": file.name, "fingerprint": file.fingerprint, "run_id": run_id}
-            records[file.name] = base
-            try:
-                read.append((file.name, self.source.read(file.name)))
-            except Exception as error:  # unreadable (permissions, S3 error): reject, go on
-                base.update(status="rejected", reason=f"cannot read {file.name}: {type(error).__name__}: {error}")
+            records[file.name] = {
+                "input": file.uri, "input_name": file.name, "fingerprint": file.fingerprint, "run_id": run_id
+            }  # fmt: skip
+        for file, data in settled(self.source.read, [f.name for f in files], self.source.concurrency, files):
+            if isinstance(data, Exception):  # unreadable (permissions, S3 error): reject, go on
+                reason = f"cannot read {file.name}: {type(data).__name__}: {data}"
+                records[file.name].update(status="rejected", reason=reason)
+            else:
+                read.append((file.name, data))
         frames = []
         for name, parsed in parse_block(read, self.types):
             if isinstance(parsed, DataError):
                 records[name].update(status="rejected", reason=str(parsed))
             else:
                 frames.append((name, parsed))
+        outputs = []
         for result in score_frames(self.bundle, frames, self.job.aggregates, self.job.explain):
-            record = records[result.name]
             if result.table is None:
-                record.update(status="rejected", reason=result.reason)
-                continue
-            try:
-                written = self.sink.write(output_name(run_id, result.name), table_bytes(result.table))
-            except Exception as error:
-                record.update(status="rejected", reason=f"cannot write output: {type(error).__name__}: {error}")
-                continue
-            record.update(status="scored", output=written, rows=result.rows)
+                records[result.name].update(status="rejected", reason=result.reason)
+            else:
+                outputs.append(result)
+
+        def write(result: Any) -> str:
+            return self.sink.write(output_name(run_id, result.name), table_bytes(result.table))
+
+        for result, written in settled(write, outputs, self.sink.concurrency, outputs):
+            if isinstance(written, Exception):
+                reason = f"cannot write output: {type(written).__name__}: {written}"
+                records[result.name].update(status="rejected", reason=reason)
+            else:
+                records[result.name].update(status="scored", output=written, rows=result.rows)
         return [records[file.name] for file in files]
+
+
+def settled(
+    function: Callable[[Any], Any], arguments: Sequence[Any], concurrency: int, keys: Sequence[Any]
+) -> list[tuple[Any, Any]]:
+    """(key, function(argument) or the exception it raised) for each pair, in order; up to `concurrency` calls in
+    flight (threads: S3 GETs and PUTs wait on the network, not on the GIL)."""
+
+    def call(argument: Any) -> Any:
+        try:
+            return function(argument)
+        except Exception as error:  # a failure is a result here: the caller rejects that one file
+            return error
+
+    if concurrency <= 1 or len(arguments) <= 1:
+        return list(zip(keys, map(call, arguments), strict=True))
+    with ThreadPoolExecutor(min(concurrency, len(arguments)), thread_name_prefix="batch-io") as pool:
+        return list(zip(keys, pool.map(call, arguments), strict=True))
 
 
 def plan_blocks(files: Sequence[InputFile], workers: int) -> list[list[InputFile]]:

@@ -18,6 +18,7 @@ from mlops.aws import ServiceUnavailable, client, describe_endpoint
 from mlops.settings import Settings
 
 DATA_SUFFIXES = (".csv", ".parquet")
+S3_CONCURRENCY = 16  # GETs (and PUTs) in flight per worker: a block of small files is fetched at once
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,14 @@ class InputFile:
 
 
 class Store(Protocol):
-    """A folder-like place: list, read and write files by name relative to its root."""
+    """A folder-like place: list, read and write files by name relative to its root.
+
+    `concurrency`: how many reads (and writes) of one block the engine keeps in flight: 1 for a local folder (the
+    page cache answers at once), more for S3, where each GET waits a round trip the core could spend scoring.
+    """
 
     root: str
+    concurrency: int
 
     def list(self) -> list[InputFile]: ...
 
@@ -66,6 +72,8 @@ def is_data_file(name: str) -> bool:
 
 
 class LocalStore:
+    concurrency = 1
+
     def __init__(self, root: str | Path) -> None:
         self.path = Path(root).expanduser().resolve()
         self.root = str(self.path)
@@ -110,11 +118,14 @@ class LocalStore:
 class S3Store:
     """An S3 prefix through mlops.aws (endpoint override for moto/localstack)."""
 
+    concurrency = S3_CONCURRENCY
+
     def __init__(self, uri: str, settings: Settings, s3: Any | None = None) -> None:
         self.bucket, self.prefix = split_s3(uri)
         self.root = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
         self.settings = settings
-        self.s3 = s3 or client("s3", settings)
+        # one connection per request in flight (botocore's pool is 10 by default: more threads would wait on it)
+        self.s3 = s3 or client("s3", settings, max_pool_connections=S3_CONCURRENCY)
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name

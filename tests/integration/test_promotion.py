@@ -36,11 +36,22 @@ from tests.support.promotion import MODEL_NAME, Traffic, kinesis_run_ids, promot
 pytestmark = pytest.mark.integration
 
 
+def registered_again(settings: Settings, run_id: str, model: str) -> str:
+    """A run already trained (the session's, the loop's), registered as the next version of `model` (alias
+    challenger), as training would."""
+    from mlops import registry
+
+    client = MlflowClient(settings.mlflow_tracking_uri)
+    source = client.search_model_versions(f"run_id = '{run_id}'")[0].source
+    registry.register(client, source, model, run_id)
+    return run_id
+
+
 @pytest.fixture(scope="module")
 def loop(
     settings: Settings,
     service_env: dict[str, str],
-    feature_snapshot: Any,
+    trained_run_id: str,
     sample_records: list[dict[str, Any]],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, Any]]:
@@ -59,7 +70,7 @@ def loop(
         "PROMOTION_MAX_BRIER": "0.25",
         "PROMOTION_MIN_OUTCOMES": "150",
     }
-    v1 = train_version(settings, state)
+    v1 = registered_again(settings, trained_run_id, MODEL_NAME)  # the session's training, as version 1 here
     first = promote(env)
     assert first.returncode == 0, first.stdout + first.stderr
     assert "promote: promoted:" in first.stdout and "challenger test set" in first.stdout, first.stdout
@@ -197,11 +208,12 @@ def _holders(path: Path) -> set[int]:
 
 
 def test_two_concurrent_make_promote_runs_move_champion_once(
-    settings: Settings, service_env: dict[str, str], feature_snapshot: Any, tmp_path: Path
+    loop: dict[str, Any], settings: Settings, service_env: dict[str, str], tmp_path: Path
 ) -> None:
     """Two `make promote` runs judge the same challenger against the same champion at once: one moves `champion`
     (compare and set under the promotion lock), the other finds it moved, records its decision as stale and
-    re-judges against the new champion instead of moving it again. A model of its own (the loop's stays as is)."""
+    re-judges against the new champion instead of moving it again. A model of its own (the loop's stays as is),
+    whose two versions are the loop's two trained runs registered again (no training of its own)."""
     model = f"{MODEL_NAME}-race"
     env = {
         **service_env,
@@ -212,9 +224,9 @@ def test_two_concurrent_make_promote_runs_move_champion_once(
         "PROMOTION_MIN_UPLIFT": "-1",
         "PROMOTION_APPROVAL": "auto",
     }
-    v1 = train_version(settings, tmp_path, model)
+    v1 = registered_again(settings, loop["v1"], model)
     assert promote(env).returncode == 0
-    v2 = train_version(settings, tmp_path, model)
+    v2 = registered_again(settings, loop.get("v2") or train_version(settings, loop["state"]), model)
     client = MlflowClient(settings.mlflow_tracking_uri)
     assert client.get_model_version_by_alias(model, "champion").run_id == v1
     lock = tmp_path / "promotion.lock"

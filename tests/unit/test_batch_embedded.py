@@ -156,3 +156,55 @@ def test_aggregates_must_name_numeric_spec_columns(bundle: ModelBundle) -> None:
 def test_missing_input_folder_is_a_clear_error(tmp_path: Path, bundle: ModelBundle) -> None:
     with pytest.raises(FileNotFoundError, match="does not exist"):
         run_batch(str(tmp_path / "nope"), str(tmp_path / "out"), bundle, workers=1)
+
+
+def test_a_remote_stores_block_reads_and_writes_are_in_flight_together(tmp_path: Path, bundle: ModelBundle) -> None:
+    """S3: a block's GETs (and PUTs) overlap (each waits a round trip); a local folder is read one file at a time.
+    Same outputs either way, and a file that cannot be read is a reject of its own."""
+    import threading
+    import time
+
+    from batch.engine import BlockScorer, Job
+    from batch.scoring import ModelPayload
+    from batch.storage import LocalStore
+
+    class Remote(LocalStore):
+        concurrency = 8
+
+        def __init__(self, root: Path) -> None:
+            super().__init__(root)
+            self.lock, self.now, self.most = threading.Lock(), 0, 0
+
+        def _track(self, call):  # type: ignore[no-untyped-def]
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            try:
+                time.sleep(0.05)  # a round trip
+                return call()
+            finally:
+                with self.lock:
+                    self.now -= 1
+
+        def read(self, name: str) -> bytes:
+            if name == "broken.csv":
+                raise PermissionError("denied")
+            return self._track(lambda: super(Remote, self).read(name))
+
+        def write(self, name: str, data: bytes) -> str:
+            return self._track(lambda: super(Remote, self).write(name, data))
+
+    write_account_files(tmp_path / "in", 8, 10)
+    (tmp_path / "in" / "broken.csv").write_text("x")
+    job = Job(ModelPayload.from_bundle(bundle, TINY_RUN_ID), str(tmp_path / "in"), str(tmp_path / "out"), None)
+    scorer = BlockScorer(job, bundle)
+    scorer.source, scorer.sink = Remote(tmp_path / "in"), Remote(tmp_path / "out")
+    files = scorer.source.list()
+    records = scorer.score(files)
+    assert [r["status"] for r in records].count("scored") == 8
+    assert next(r for r in records if r["input_name"] == "broken.csv")["reason"].startswith("cannot read broken.csv")
+    assert scorer.source.most > 1 and scorer.sink.most > 1  # overlapped, not one after another
+    local = BlockScorer(job, bundle)
+    assert local.source.concurrency == 1
+    again = local.score([f for f in files if f.name != "broken.csv"])
+    assert [r["status"] for r in again] == ["scored"] * 8

@@ -1,6 +1,6 @@
 """Kinesis consumer group throughput: records/s with 1, 2 and 3 consumers on a 4-shard stream, side by side.
 
-    .venv/bin/python -m bench.bench_kinesis_group                    # 20,000 records, 1/2/3 consumers, 2 rounds
+    .venv/bin/python -m bench.bench_kinesis_group                    # 40,000 records, 1/2/3 consumers, 2 rounds
     .venv/bin/python -m bench.bench_kinesis_group --records 40000 --consumers 1,2,4 --rounds 3
 
 Each run: fresh streams on our own moto server (4 shards), a fresh DynamoDB lease table, the stream filled first
@@ -98,6 +98,7 @@ def one_run(consumers: int, records: list[dict[str, Any]], count: int, base_env:
         for i in range(consumers)
     ]
     first: tuple[float, float] | None = None
+    owners: list[dict[str, Any]] = []
     deadline = time.monotonic() + 900
     try:
         while True:
@@ -106,6 +107,7 @@ def one_run(consumers: int, records: list[dict[str, Any]], count: int, base_env:
             if first is None and done > 0:
                 first = (now, done)
             if done >= count:
+                owners = aws.client("dynamodb", settings).scan(TableName=env["KINESIS_LEASE_TABLE"])["Items"]
                 break
             dead = [p for p in processes if p.poll() is not None]
             if dead or time.monotonic() > deadline:
@@ -116,7 +118,6 @@ def one_run(consumers: int, records: list[dict[str, Any]], count: int, base_env:
             stop_process(process, timeout=30)
     assert first is not None
     seconds = now - first[0]
-    owners = aws.client("dynamodb", settings).scan(TableName=env["KINESIS_LEASE_TABLE"])["Items"]
     return {
         "consumers": consumers,
         "rate": (count - first[1]) / seconds if seconds > 0 else float("nan"),
@@ -127,7 +128,7 @@ def one_run(consumers: int, records: list[dict[str, Any]], count: int, base_env:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--records", type=int, default=40_000)
     parser.add_argument("--consumers", default="1,2,3", help="group sizes, comma-separated")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--model-dir", type=Path, default=None)

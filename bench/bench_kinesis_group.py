@@ -19,7 +19,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,25 +28,12 @@ from typing import Any
 
 import requests
 
+from bench.bench_kinesis import start_moto
 from bench.harness import bench_model, cache_model, sample_records
 from mlops import aws
 from native.throwaway import VENV_BIN, free_port, start_process, stop_process
 
 SHARDS = 4
-
-
-def start_moto(folder: Path) -> tuple[subprocess.Popen[Any], str]:
-    port = free_port()
-    process = start_process([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], folder / "moto.log")
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"{url}/moto-api/", timeout=1)
-            return process, url
-        except requests.RequestException:
-            time.sleep(0.2)
-    raise SystemExit(f"moto_server did not start; see {folder / 'moto.log'}")
 
 
 def results_out(ports: list[int]) -> float:
@@ -148,7 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         {**record, spec.id_column: f"{700000000 + i}"} if spec.id_column else record
         for i, record in enumerate(sample_records(spec))
     ]
-    moto, url = start_moto(scratch)
+    moto, url = start_moto()
     base_env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "MLFLOW_", "KINESIS_"))},
         "STATE_DIR": str(scratch / "state"),

@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
                     flush=True,
                 )
     finally:
-        stop_process(moto)
+        moto.terminate()
+        moto.wait(timeout=10)
     one = statistics.median(r["rate"] for r in runs[sizes[0]])
     print(f"\n{'consumers':>10} {'records/s (median)':>20} {'vs ' + str(sizes[0]):>8}")
     for n in sizes:

@@ -39,7 +39,10 @@ def test_the_reader_reads_the_registry_and_cannot_move_an_alias(
     settings: Settings, trained_run_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     name = registry.model_name_for(settings)
-    (version,) = MlflowClient(settings.mlflow_tracking_uri).search_model_versions(f"run_id = '{trained_run_id}'")
+    # the session's run is also a version of the promotion tests' model (registered again there): this model's only
+    (version,) = MlflowClient(settings.mlflow_tracking_uri).search_model_versions(
+        f"name = '{name}' and run_id = '{trained_run_id}'"
+    )
     monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", READER)
     monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", settings.mlflow_reader_password or "")
     reader = MlflowClient(settings.mlflow_tracking_uri)

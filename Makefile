@@ -348,6 +348,8 @@ BENCH_RUNS := \
 	"bench.bench_drift --runs 3" \
 	"bench.bench_outcomes --predictions 20000 --file-rows 20000 --repeats 1" \
 	"bench.bench_kinesis --count 500" \
+	"bench.bench_kinesis_group --records 10000 --rounds 1" \
+	"bench.bench_gateway --requests 1000 --rounds 1" \
 	"bench.bench_soak --seconds 20 --interval 10"
 
 bench: install bench-packages ## run every benchmark in bench/ with short defaults (prints figures; never part of the tests)

@@ -181,9 +181,8 @@ class Runtime:
                 states[parts[0]] = parts[1]
         return states
 
-    def running(self, name: str) -> bool:
-        """Every process of the program (each member of a group) is RUNNING."""
-        states = self.status()
+    def running(self, name: str, states: dict[str, str]) -> bool:
+        """Every process of the program (each member of a group) is RUNNING in `states` (one `status` call)."""
         return all(states.get(process) == "RUNNING" for process, _ in self.known[name].processes())
 
     # ---------------------------------------------------------------- lifecycle
@@ -193,7 +192,8 @@ class Runtime:
             raise SystemExit(f"unknown program(s) {unknown}; known: {sorted(self.known)}")
         fresh = not self.supervisor_running()
         # supervisord autostarts the registry side, so on a fresh start those ports must be free too
-        self._refuse_taken_ports([*REGISTRY, *names] if fresh else [n for n in names if not self.running(n)])
+        states = {} if fresh else self.status()
+        self._refuse_taken_ports([*REGISTRY, *names] if fresh else [n for n in names if not self.running(n, states)])
         self.ensure_supervisor()
         states = self.status()
         for name in names:
@@ -222,8 +222,8 @@ class Runtime:
                     f"started by hand?): stop it, or move {name} to another port in .env.{self.settings.env}"
                 )
 
-    def wait_healthy(self, program: Program, process: str | None = None, url: str | None = None) -> None:
-        process, url = (process, url) if process else (program.name, program.health_url)
+    def wait_healthy(self, program: Program, process: str, url: str | None) -> None:
+        """Until `process` (the program itself, or one member of its group) is RUNNING and answers `url`."""
         label = process.split(":")[-1]
         started = time.monotonic()
         deadline = started + program.timeout_s

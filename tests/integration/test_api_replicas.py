@@ -166,12 +166,12 @@ def test_a_hot_reload_through_the_gateway_reaches_the_other_replica(fleet: Fleet
         time.sleep(0.3)
     # its master switched its own workers: its SwitchBoard has an order now (a fresh master starts without one)
     port = fleet.replica_urls[other[0]].rsplit(":", 1)[1]
-    switch = next((fleet.state / "predict-api").glob(f"model-switch-*-{port}.json"))
     deadline = time.monotonic() + 30
-    while not switch.exists():
-        assert time.monotonic() < deadline
+    # the log line comes before the master writes the order: wait for the file, not just look once
+    while not (switches := list((fleet.state / "predict-api").glob(f"model-switch-*-{port}.json"))):
+        assert time.monotonic() < deadline, sorted(p.name for p in (fleet.state / "predict-api").iterdir())
         time.sleep(0.3)
-    assert json.loads(switch.read_text())["generation"] >= 1
+    assert json.loads(switches[0].read_text())["generation"] >= 1
     health = requests.get(f"{fleet.replica_urls[other[0]]}/health", timeout=10).json()
     assert health["model_run_id"] == answer.json()["model_run_id"]
 

@@ -77,7 +77,7 @@ KINESIS_CONSUMERS ?= 2
 # from the settings, like KINESIS_CONSUMERS.
 API_REPLICAS ?= 1
 
-.PHONY: prune-trials help install system-packages test-packages up down setup-model-registry init_aws train apply-model-train-flow \
+.PHONY: spark-cluster spark-cluster-stop prune-trials help install system-packages test-packages up down setup-model-registry init_aws train apply-model-train-flow \
 	setup-model-serve start-serve stop-serve apply-prediction-reporting report archive backup restore snapshot-from-production batch quarantine outcomes materialize promote \
 	rollback status logs \
 	test run_tests lint format bench bench-packages reset_all docker-engine docker-engine-start images-offline
@@ -242,6 +242,16 @@ ifeq ($(RUNTIME),compose)
 else
 	$(RUNTIME_CLI) stop $(SERVE_PROGRAMS)
 endif
+
+spark-cluster: ## native: a Spark standalone master + SPARK_WORKERS workers on spark://127.0.0.1:7077 (batch, tuning)
+ifeq ($(RUNTIME),compose)
+	@echo "the Spark cluster runs natively only (make spark-cluster RUNTIME=native); compose services are not built yet" >&2; exit 2
+else
+	$(RUNTIME_CLI) up spark-master spark-worker
+endif
+
+spark-cluster-stop: ## native: stop the Spark cluster, leave the rest running
+	$(RUNTIME_CLI) stop spark-worker spark-master
 
 apply-prediction-reporting: ## deploy the drift report flow (every 3 h) and the reports server (:8888)
 ifeq ($(RUNTIME),compose)

@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
         command.add_argument("--workers", type=int, default=None, help="processes (default: the cores)")
         command.add_argument(
             "--spark-master",
-            default="local[*]",
-            help="engine=spark: local[N] on this machine, or 'submit' under spark-submit / EMR",
+            default=None,
+            help="engine=spark: local[N] on this machine, spark://HOST:PORT a standalone cluster (make "
+            "spark-cluster), or 'submit' under spark-submit / EMR (default: SPARK_MASTER, local[*])",
         )
         command.add_argument(
             "--aggregate",
@@ -187,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.engine == "spark":
             from batch.spark_engine import session_for
 
-            args.spark = session_for(args.spark_master)  # one session for the run (or every poll of a watch)
+            # one session for the run (or every poll of a watch)
+            args.spark = session_for(args.spark_master or settings.spark_master)
         if args.command == "watch":
             return watch(args, bundle, settings, console)
         summary = score_with_progress(args, bundle, settings, console, show=not args.no_progress)

@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
+from urllib.parse import urlparse
 
 import pandas as pd
 
 from batch.engine import BlockScorer, Job
 from batch.scoring import ModelPayload
 from batch.storage import InputFile
+from mlops.aws import ServiceUnavailable
 
 RESULT_COLUMNS = ("block", "input", "input_name", "fingerprint", "run_id", "status", "reason", "output", "rows")
 RESULT_SCHEMA = (
@@ -33,36 +36,61 @@ RESULT_SCHEMA = (
 
 
 def local_session(master: str = "local[2]", app_name: str = "churn-batch") -> Any:
-    """A Spark session for one machine: loopback only, no UI, Python workers on this interpreter."""
+    """A Spark session on this machine's loopback: `local[N]`, or a standalone cluster on 127.0.0.1 (`spark://...`,
+    batch/spark_cluster.py). No UI, no console progress bar; executors' Python workers run this very interpreter."""
     from pyspark.sql import SparkSession
 
     # PySpark starts its Python workers with $PYSPARK_PYTHON (default: `python3` on PATH, outside our venv);
-    # in local mode they must run this very interpreter. (Written, not read: settings stay in mlops.settings.)
+    # they must run this very interpreter. (Written, not read: settings stay in mlops.settings.)
     os.environ["PYSPARK_PYTHON"] = sys.executable
-    return (
+    builder = (
         SparkSession.builder.master(master)
         .appName(app_name)
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.driver.host", "127.0.0.1")
         .config("spark.pyspark.python", sys.executable)
         .config("spark.pyspark.driver.python", sys.executable)
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.shuffle.partitions", "4")
-        .getOrCreate()
     )
+    if master.startswith("spark://"):  # executors' logs in the workers' folders: rolled, a few kept
+        builder = (
+            builder.config("spark.executor.memory", "512m")
+            .config("spark.executor.logs.rolling.strategy", "size")
+            .config("spark.executor.logs.rolling.maxSize", str(10 * 1024 * 1024))
+            .config("spark.executor.logs.rolling.maxRetainedFiles", "3")
+        )
+    return builder.getOrCreate()
 
 
 SUBMIT = "submit"  # --spark-master value: take master and cluster settings from spark-submit / EMR
 
 
-def session_for(master: str) -> Any:
-    """`local[N]`: a loopback session on this machine; `submit`: whatever spark-submit (YARN, EMR, k8s) configured."""
+def session_for(master: str, app_name: str = "churn-batch") -> Any:
+    """`local[N]` or `spark://` on this machine: a loopback session; `submit`: whatever spark-submit (YARN, EMR,
+    k8s) configured."""
     if master == SUBMIT:
         from pyspark.sql import SparkSession
 
-        return SparkSession.builder.appName("churn-batch").getOrCreate()
-    return local_session(master)
+        return SparkSession.builder.appName(app_name).getOrCreate()
+    if master.startswith("spark://"):
+        check_master(master)
+    return local_session(master, app_name)
+
+
+def check_master(master: str, timeout: float = 3.0) -> None:
+    """Fail at once, naming the setting, when a standalone master does not answer: Spark itself would retry for a
+    minute and end with "All masters are unresponsive"."""
+    parts = urlparse(master)
+    try:
+        socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 7077), timeout=timeout).close()
+    except OSError as error:
+        raise ServiceUnavailable(
+            f"Spark master {master} does not answer ({error}); start one with `make spark-cluster`, or point "
+            "SPARK_MASTER (batch: --spark-master) at a running master"
+        ) from error
 
 
 @dataclass(frozen=True)

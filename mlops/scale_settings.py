@@ -1,5 +1,6 @@
 """The scale-out settings, a part of `mlops.settings.Settings` (which inherits them): how consumers of one stream
-form a group (server.kinesis.leases) and how many of them the runtimes start."""
+form a group (server.kinesis.leases) and how many of them the runtimes start, and the Spark standalone cluster that
+batch scoring (`--engine spark`) and parallel tuning (TUNING_PARALLELISM) run on (batch/spark_cluster.py)."""
 
 from __future__ import annotations
 
@@ -48,6 +49,29 @@ class ScaleSettings(BaseModel):
         default=None,
         description="this consumer's name in the lease table; empty: <hostname>-kinesis-<i> for member i of the "
         "native group (a restarted member resumes its own leases at once), else <hostname>-<pid>",
+    )
+
+    spark_master: str = Field(
+        default="local[*]",
+        description="Spark master of `python -m batch score --engine spark` (its --spark-master default) and of "
+        "parallel tuning: local[N] on this machine, spark://HOST:PORT a standalone cluster (`make spark-cluster` "
+        "starts one on spark://127.0.0.1:SPARK_MASTER_PORT)",
+    )
+    spark_master_port: int = Field(default=7077, description="native Spark cluster: the master's port")
+    spark_webui_port: int = Field(
+        default=8090, description="native Spark cluster: the master's web UI (and /json/); worker i's UI on + 1 + i"
+    )
+    spark_workers: int = Field(default=2, ge=1, le=16, description="native Spark cluster: workers (spark-worker-i)")
+    spark_worker_cores: int = Field(default=1, ge=1, description="cores each Spark worker offers")
+    spark_worker_memory: str = Field(
+        default="1g", pattern=r"^[0-9]+[mMgG]$", description="memory each Spark worker offers its executors (512m, 2g)"
+    )
+    tuning_parallelism: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="hyperopt trials run at once: 1 runs them one after another in the flow's process; N > 1 "
+        "runs them as Spark tasks on SPARK_MASTER (hyperopt's SparkTrials), each still an MLflow child run",
     )
 
     def group_lease_table(self) -> str:

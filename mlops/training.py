@@ -6,6 +6,7 @@ No MLflow, no Prefect, no S3 here: the flow wraps these functions and does the l
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 from hyperopt import STATUS_OK, Trials, fmin, hp, space_eval, tpe
+from hyperopt.base import JOB_STATE_ERROR
 from hyperopt.pyll import scope
 from sklearn.metrics import (
     average_precision_score,
@@ -145,9 +147,58 @@ class SearchOutcome:
     rounds: int  # its boosting rounds at early stopping
     valid_auc: float
     trials: int
+    peak_parallel: int = 1  # most trials running at once (hyperopt's book and refresh times): 1 when serial
 
 
-TrialHook = Callable[[int, TrialResult, float, float], None]  # (trial number, result, started, ended: epoch s)
+@dataclass(frozen=True)
+class TrialReport:
+    """One finished trial as the driver sees it: what the flow logs as an MLflow child run. (Not the booster: with
+    SparkTrials the fit happened on an executor, and only this small record comes back.)"""
+
+    number: int  # 1-based, in the order the search suggested the trials
+    params: dict[str, Any]
+    metrics: dict[str, float]
+    rounds: int
+    started: float  # epoch seconds around the fit, wherever it ran
+    ended: float
+
+
+TrialHook = Callable[[TrialReport], None]
+
+
+class _Reporter:
+    """Hands each finished trial to the hook once, on the driver: hyperopt calls it (as its early-stop check, which
+    never stops) after every trial in order, and SparkTrials' dispatcher thread as trials finish in any order."""
+
+    def __init__(self, on_trial: TrialHook | None) -> None:
+        self.on_trial, self.seen, self.lock = on_trial, set[int](), threading.Lock()
+
+    def __call__(self, trials: Any, *args: Any) -> tuple[bool, tuple[Any, ...]]:
+        with self.lock:
+            for trial in trials.trials:
+                result = trial.get("result") or {}
+                if trial["tid"] in self.seen or result.get("status") != STATUS_OK:
+                    continue
+                self.seen.add(trial["tid"])
+                if self.on_trial is not None:
+                    report = TrialReport(
+                        trial["tid"] + 1,
+                        result["params"],
+                        result["metrics"],
+                        result["rounds"],
+                        result["started"],
+                        result["ended"],
+                    )
+                    self.on_trial(report)
+        return False, args
+
+
+def _trials(parallelism: int, spark: Any | None) -> Trials:
+    if parallelism == 1:
+        return Trials()
+    from hyperopt import SparkTrials
+
+    return SparkTrials(parallelism=parallelism, spark_session=spark)
 
 
 def search(
@@ -157,31 +208,75 @@ def search(
     nthread: int,
     on_trial: TrialHook | None = None,
     show_progress: bool = False,
+    parallelism: int = 1,
+    spark: Any | None = None,
 ) -> SearchOutcome:
-    """TPE over SEARCH_SPACE minimizing 1 - validation AUC, seeded. `on_trial` runs after every fit: the flow logs
-    the trial to MLflow there, the bare loop of bench/bench_train.py passes nothing; both run this one search."""
-    history = Trials()
+    """TPE over SEARCH_SPACE minimizing 1 - validation AUC, seeded. `on_trial` runs on this side after every fit:
+    the flow logs the trial to MLflow there, the bare loop of bench/bench_train.py passes nothing; both run this one
+    search. `parallelism` > 1 runs that many trials at once as Spark tasks on `spark`'s cluster (hyperopt's
+    SparkTrials); 1 runs them here one after another, and gives the same search as SparkTrials with parallelism 1."""
+    history = _trials(parallelism, spark)
+    reporter = _Reporter(on_trial)
 
     def objective(params: dict[str, Any]) -> dict[str, Any]:
         started = time.time()
         result = fit_trial(split, params, seed, nthread)
-        if on_trial is not None:
-            on_trial(len(history.trials), result, started, time.time())
-        return {"loss": 1.0 - result.metrics["valid_auc"], "status": STATUS_OK, "rounds": result.best_rounds}
+        return {
+            "loss": 1.0 - result.metrics["valid_auc"],
+            "status": STATUS_OK,
+            "rounds": result.best_rounds,
+            "params": dict(params),
+            "metrics": result.metrics,
+            "started": started,
+            "ended": time.time(),
+        }
 
-    best = fmin(
-        objective,
-        SEARCH_SPACE,
-        algo=tpe.suggest,
-        max_evals=max_evals,
-        trials=history,
-        rstate=np.random.default_rng(seed),
-        show_progressbar=show_progress,
-    )
+    try:
+        best = fmin(
+            objective,
+            SEARCH_SPACE,
+            algo=tpe.suggest,
+            max_evals=max_evals,
+            trials=history,
+            rstate=np.random.default_rng(seed),
+            show_progressbar=show_progress,
+            early_stop_fn=reporter,
+        )
+    finally:
+        _raise_failed_trial(history)
+    reporter(history)  # the last trials SparkTrials' dispatcher finished after its last look
     result = history.best_trial["result"]
     return SearchOutcome(
-        space_eval(SEARCH_SPACE, best), int(result["rounds"]), 1.0 - result["loss"], len(history.trials)
+        space_eval(SEARCH_SPACE, best),
+        int(result["rounds"]),
+        1.0 - result["loss"],
+        len(history.trials),
+        peak_parallel(history.trials),
     )
+
+
+def peak_parallel(trials: list[dict[str, Any]]) -> int:
+    """The most trials that were running at the same moment, from when each was handed out (book_time) to when its
+    result came back (refresh_time): what parallelism the search really got."""
+    events = sorted(
+        (moment, step)
+        for trial in trials
+        if trial.get("book_time") and trial.get("refresh_time")
+        for moment, step in ((trial["book_time"], 1), (trial["refresh_time"], -1))
+    )
+    running = peak = 0
+    for _, step in events:  # an end sorts before a start at the same instant: touching is not overlapping
+        running += step
+        peak = max(peak, running)
+    return max(peak, 1)
+
+
+def _raise_failed_trial(history: Trials) -> None:
+    """A trial that failed on a Spark executor fails the search, as it does when trials run here."""
+    for trial in history.trials:
+        if trial.get("state") == JOB_STATE_ERROR:
+            kind, text = trial["misc"].get("error", ("error", "?"))
+            raise RuntimeError(f"hyperopt trial {trial['tid'] + 1} failed on Spark: {kind}: {text}")
 
 
 def refit(split: Split, params: dict[str, Any], rounds: int, seed: int, nthread: int) -> xgb.Booster:

@@ -32,7 +32,7 @@ from mlops.data import LABEL, DataError, quality_summary
 from mlops.feature_store import FeatureStore, Snapshot
 from mlops.model import MODEL_ARTIFACT, ModelBundle, input_example, log_model
 from mlops.promoting import PromotionError, judge
-from mlops.settings import PROJECT_ROOT, Settings, load_flow_settings
+from mlops.settings import PROJECT_ROOT, ConfigurationError, Settings, load_flow_settings
 from mlops.spec import FeatureSpec, SpecError
 from model_orchestration.prefect_process import run_against_prefect
 from model_orchestration.trial_logging import Trial, TrialLogger
@@ -79,6 +79,22 @@ def split(frame: pd.DataFrame, spec: FeatureSpec, seed: int) -> training.Split:
     return training.split_data(frame, spec, seed)
 
 
+def tuning_session(settings: Settings) -> Any:
+    """The Spark session parallel trials run on (SPARK_MASTER; a dead master is reported by name at once)."""
+    get_run_logger().info(
+        "tuning %d trials at a time on Spark master %s", settings.tuning_parallelism, settings.spark_master
+    )
+    from batch.spark_engine import session_for
+
+    try:
+        return session_for(settings.spark_master, "churn-tuning")
+    except ImportError as error:  # an image or venv without the spark extra
+        raise ConfigurationError(
+            f"TUNING_PARALLELISM={settings.tuning_parallelism} runs trials on Spark, but pyspark is not installed "
+            f"({error}): install the project's `spark` extra, or set TUNING_PARALLELISM=1"
+        ) from error
+
+
 @task(name="tune with hyperopt", cache_policy=NONE)
 def tune(
     data: training.Split, settings: Settings, max_evals: int, parent_run_id: str, show_progress: bool
@@ -89,23 +105,33 @@ def tune(
     client = MlflowClient(settings.mlflow_tracking_uri)
     trial_log = TrialLogger(client, experiment_id, parent_run_id)  # MLflow written beside the fits, not between
 
-    def on_trial(number: int, result: training.TrialResult, started: float, ended: float) -> None:
-        trial_log.submit(Trial(number, result.params, result.metrics, int(started * 1000), int(ended * 1000)))
+    def on_trial(trial: training.TrialReport) -> None:
+        started, ended = int(trial.started * 1000), int(trial.ended * 1000)
+        trial_log.submit(Trial(trial.number, trial.params, trial.metrics, started, ended))
         if not show_progress:
-            logger.info("trial %d/%d valid AUC %.4f", number, max_evals, result.metrics["valid_auc"])
+            logger.info("trial %d/%d valid AUC %.4f", trial.number, max_evals, trial.metrics["valid_auc"])
 
+    parallelism = settings.tuning_parallelism
+    spark = tuning_session(settings) if parallelism > 1 else None
     tuning_started = time.perf_counter()
     try:
-        found = training.search(data, max_evals, settings.seed, settings.train_threads, on_trial, show_progress)
+        found = training.search(
+            data, max_evals, settings.seed, settings.train_threads, on_trial, show_progress, parallelism, spark
+        )
     except BaseException:
         with contextlib.suppress(Exception):  # the tuning's own error is the one to report
             trial_log.close(timeout=30)
         raise
+    finally:
+        if spark is not None:
+            spark.stop()
     fitted = time.perf_counter()
     logged = trial_log.close()  # every trial in MLflow before the flow goes on (raises what logging met)
     mlflow.log_metrics(
         {"tuning_seconds": fitted - tuning_started, "trial_logging_wait_seconds": time.perf_counter() - fitted}
     )
+    mlflow.set_tag("tuning_parallelism", str(parallelism))
+    mlflow.log_metric("tuning_peak_parallel_trials", found.peak_parallel)
     logger.info(
         "%d trials logged to MLflow; %.1f s waited for the logging after the last fit",
         logged,

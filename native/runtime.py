@@ -20,6 +20,7 @@ from urllib.parse import urlparse
 
 import requests
 
+from batch.spark_cluster import alive_workers, webui_url
 from mlops import mlflow_server
 from mlops.control_plane_settings import CREDENTIAL_FIELDS
 from mlops.settings import PROJECT_ROOT, Settings, load_settings
@@ -64,6 +65,7 @@ def programs(settings: Settings) -> dict[str, Program]:
     moto = _port(settings.aws_endpoint_url or "http://127.0.0.1:4566", 4566)
     mlflow = _port(settings.mlflow_tracking_uri, 5051)
     prefect = _port(settings.prefect_api_url, 4200)
+    spark_ui = webui_url(settings)
     listed = [
         Program("moto", f"http://127.0.0.1:{moto}/moto-api/"),
         Program(
@@ -92,6 +94,13 @@ def programs(settings: Settings) -> dict[str, Program]:
         Program("nginx", f"http://127.0.0.1:{settings.reports_port}/"),
         Program("send-data-api", None),
         Program("send-data-kinesis", None),
+        Program("spark-master", f"{spark_ui}/json/"),
+        Program(
+            "spark-worker",
+            f"http://127.0.0.1:{settings.spark_webui_port + 1}/json/",
+            ready=lambda: len(alive_workers(spark_ui)) >= settings.spark_workers,  # registered at the master
+            members=settings.spark_workers,
+        ),
     ]
     return {p.name: p for p in listed}
 
@@ -120,6 +129,7 @@ def runtime_environment(settings: Settings) -> dict[str, str]:
             "MLOPS_REPORTS_DIR": str(settings.reports_location),
             "MLOPS_KINESIS_CONSUMERS": str(settings.kinesis_consumers),
             "MLOPS_API_REPLICAS": str(settings.api_replicas),
+            "MLOPS_SPARK_WORKERS": str(settings.spark_workers),
             "ENV": settings.env,
             "STATE_DIR": str(settings.state_dir),
             "PREFECT_API_URL": settings.prefect_api_url,

@@ -171,3 +171,45 @@ def _wait_for_mlflow_users(
                 return
         time.sleep(0.3)
     raise TimeoutError(f"MLflow's users not ready after {timeout}s:\n{_tail(log)}")
+
+
+@dataclass
+class SparkCluster:
+    master_url: str  # spark://127.0.0.1:PORT, what drivers connect to
+    webui_url: str  # the master's UI; /json/ lists its workers
+    processes: list[subprocess.Popen[Any]] = field(default_factory=list)
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            stop_process(process)
+
+
+def start_spark_cluster(state: Path, workers: int = 2, timeout: float = 120) -> SparkCluster:
+    """A Spark standalone master and `workers` workers (1 core each) through `python -m batch.spark_cluster`, the
+    launcher supervisord runs; ready when every worker is ALIVE at the master."""
+    master_port, webui_port = free_port(), free_port()
+    env = {
+        "STATE_DIR": str(state),
+        "SPARK_MASTER_PORT": str(master_port),
+        "SPARK_WEBUI_PORT": str(webui_port),
+        "SPARK_WORKER_CORES": "1",
+    }
+    found = SparkCluster(f"spark://127.0.0.1:{master_port}", f"http://127.0.0.1:{webui_port}")
+    from batch.spark_cluster import alive_workers
+
+    launcher = [sys.executable, "-m", "batch.spark_cluster"]
+    try:
+        found.processes.append(start_process([*launcher, "master"], state / "logs" / "spark-master.log", env))
+        wait_for_http(f"{found.webui_url}/json/", timeout, found.processes[0], state / "logs" / "spark-master.log")
+        for i in range(workers):
+            log = state / "logs" / f"spark-worker-{i}.log"
+            found.processes.append(start_process([*launcher, "worker", "--index", str(i)], log, env))
+        deadline = time.monotonic() + timeout
+        while len(alive := alive_workers(found.webui_url)) < workers:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in found.processes):
+                raise RuntimeError(f"{len(alive)} of {workers} Spark workers alive:\n{_tail(log)}")
+            time.sleep(0.5)
+    except BaseException:
+        found.stop()
+        raise
+    return found

@@ -13,9 +13,10 @@ def test_every_trial_reaches_the_hook_and_the_best_one_is_returned() -> None:
     data = training.split_data(clean(generate_bank_churners(600, seed=3), spec), spec, seed=5)
     seen: list[tuple[int, float, int]] = []
 
-    def hook(number: int, result: training.TrialResult, started: float, ended: float) -> None:
-        assert started <= ended
-        seen.append((number, result.metrics["valid_auc"], result.best_rounds))
+    def hook(trial: training.TrialReport) -> None:
+        assert trial.started <= trial.ended
+        assert set(trial.params) == set(training.SEARCH_SPACE)
+        seen.append((trial.number, trial.metrics["valid_auc"], trial.rounds))
 
     found = training.search(data, 4, seed=9, nthread=1, on_trial=hook)
     assert [n for n, _, _ in seen] == [1, 2, 3, 4]

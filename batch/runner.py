@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from batch import manifest
-from batch.engine import Job, default_workers, plan_blocks, run_embedded
+from batch.engine import Job, default_workers, plan_blocks, run_embedded, warm_up_helpers
 from batch.scoring import ModelPayload, parse_aggregates
 from batch.storage import open_store
 from mlops.explain import ExplainError, explain_count
@@ -86,6 +86,9 @@ def run_batch(
     `known_rejects` ({name: fingerprint}) are skipped too: a watcher retries a bad file only once it changes.
     """
     started = time.perf_counter()
+    workers = workers or default_workers()
+    if engine == "embedded":
+        warm_up_helpers(workers)
     payload = ModelPayload.from_bundle(bundle, run_id)
     job = Job(
         payload,
@@ -106,7 +109,6 @@ def run_batch(
     if on_plan:
         on_plan(len(todo), summary.skipped)
 
-    workers = workers or default_workers()
     blocks = plan_blocks(todo, workers)
     if engine == "spark":
         from batch.spark_engine import run_spark  # pyspark is imported only when asked for

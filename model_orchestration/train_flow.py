@@ -30,8 +30,9 @@ from prefect.cache_policies import NONE
 from mlops import aws, drivers, registry, training
 from mlops.data import LABEL, DataError, quality_summary
 from mlops.feature_store import FeatureStore, Snapshot
-from mlops.model import MODEL_ARTIFACT, ModelBundle, input_example, log_model
+from mlops.model import MODEL_ARTIFACT, ModelBundle
 from mlops.promoting import PromotionError, judge
+from mlops.pyfunc import input_example, log_model
 from mlops.settings import PROJECT_ROOT, ConfigurationError, Settings, load_flow_settings
 from mlops.spec import FeatureSpec, SpecError
 from model_orchestration.prefect_process import run_against_prefect

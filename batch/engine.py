@@ -169,7 +169,7 @@ def run_embedded(
     job: Job, blocks: Sequence[list[InputFile]], workers: int, bundle: ModelBundle | None = None
 ) -> Iterator[list[dict[str, Any]]]:
     """Yield each block's records as it finishes. This process is one of the `workers`: it scores blocks itself
-    while the pool's `workers - 1` processes start and score beside it. (A spawned worker needs ~3 s to import
+    while the pool's `workers - 1` processes start and score beside it. (A spawned worker needed ~3 s to import
     pandas, pyarrow, xgboost and mlflow; with the parent idle meanwhile, 2 workers scored 3,000 files slower than 1.)
     workers=1 starts no pool."""
     scorer = BlockScorer(job, bundle)

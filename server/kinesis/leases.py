@@ -101,6 +101,19 @@ class LeaseTable:
             return False
         return True
 
+    def delete_finished(self, shard_id: str) -> bool:
+        """Delete a lease read to its end (a condition: never one still being read); False if it was not."""
+        try:
+            self.client.delete_item(
+                TableName=self.name,
+                Key={"leaseKey": {"S": shard_id}},
+                ConditionExpression="checkpoint = :end",
+                ExpressionAttributeValues={":end": {"S": SHARD_END}},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
     def _update(self, lease: Lease, expression: str, values: dict[str, Any], owner_must_be: str | None) -> None:
         condition = "leaseCounter = :seen"
         values = {**values, ":seen": {"N": str(lease.counter)}}
@@ -167,6 +180,19 @@ class LeaseCoordinator:
     def sync_shards(self, shards: Iterable[tuple[str, tuple[str, ...]]]) -> int:
         """A lease for every shard (id, parent ids) that has none; returns how many were created."""
         return sum(self.table.create(shard_id, parents) for shard_id, parents in shards)
+
+    def forget_gone_shards(self, listed: Iterable[str]) -> list[str]:
+        """Delete the leases of shards read to their end that the stream no longer lists (trimmed after its
+        retention), as the KCL's lease cleanup does: the table stays as small as the stream. A child whose parent's
+        lease is gone counts that parent as finished (`processable`). Returns the deleted keys."""
+        listed = set(listed)
+        if not listed:  # no listing this round: nothing is known to be gone
+            return []
+        gone = [lease.key for lease in self.table.all() if lease.checkpoint == SHARD_END and lease.key not in listed]
+        deleted = [key for key in gone if self.table.delete_finished(key)]
+        for key in deleted:
+            log.info("lease %s deleted: its shard was read to the end and has left the stream", key)
+        return deleted
 
     def _expired(self, lease: Lease, now: float) -> bool:
         counter, since = self._seen.get(lease.key, (None, now))
@@ -278,7 +304,9 @@ class LeaseCheckpoints:
         if now - self._ticked < self.coordinator.lease_timeout_s / 3:
             return self._processable
         self._ticked = now
+        shards = list(shards)
         self.coordinator.sync_shards(shards)
+        self.coordinator.forget_gone_shards(shard_id for shard_id, _ in shards)
         self.coordinator.tick()
         self._table = {lease.key: lease for lease in self.coordinator.table.all()}
         self._processable = {lease.key for lease in self.coordinator.processable()}

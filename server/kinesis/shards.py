@@ -65,7 +65,8 @@ class ShardReader:
         return created.isoformat() if isinstance(created, datetime) else (str(created) if created else None)
 
     def refresh_shards(self) -> list[str]:
-        """List the stream's shards (all pages); new ones join, checkpointed-closed ones are skipped."""
+        """List the stream's shards (all pages); new ones join, checkpointed-closed ones are skipped, closed ones the
+        stream no longer lists are forgotten."""
         listed: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"StreamName": self.stream}
         while True:
@@ -83,6 +84,9 @@ class ShardReader:
             parents = tuple(p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p)
             self._shards[shard_id] = Shard(shard_id, parents, closed=self.checkpoints.get(shard_id).closed)
             log.info("shard %s joined (parents %s)", shard_id, list(parents) or "none")
+        here = {shard["ShardId"] for shard in listed}
+        for gone in [key for key, shard in self._shards.items() if key not in here and shard.closed]:
+            del self._shards[gone]  # trimmed from the stream after being read to its end: forgotten (and its lease)
         self._listed_at = time.monotonic()
         self.metrics.shards.set(sum(1 for s in self._shards.values() if not s.closed))
         return [s.shard_id for s in self._shards.values()]

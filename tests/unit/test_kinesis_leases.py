@@ -139,6 +139,23 @@ def test_children_are_processed_only_after_their_parents_reach_the_end(table: Le
     assert next(lease for lease in table.all() if lease.key == children[0][0]).parents == (parent,)
 
 
+def test_a_finished_shard_that_left_the_stream_loses_its_lease_and_its_children_go_on(table: LeaseTable) -> None:
+    clock = Clock()
+    (a,) = workers(table, clock, "a")
+    parent, open_shard, child = "shardId-000000000000", "shardId-000000000001", "shardId-000000000004"
+    a.sync_shards([(parent, ()), (open_shard, ()), (child, (parent,))])
+    a.tick()
+    assert a.forget_gone_shards([child, open_shard]) == []  # the parent is not read to its end yet: kept
+    assert a.forget_gone_shards([]) == []  # no listing: nothing is known to be gone
+    a.checkpoint(parent, SHARD_END)
+    assert a.forget_gone_shards([parent, open_shard, child]) == []  # read, but still in the stream: kept
+    assert a.forget_gone_shards([open_shard, child]) == [parent]  # trimmed from the stream: deleted
+    assert sorted(lease.key for lease in table.all()) == [open_shard, child]
+    a.tick()
+    assert sorted(lease.key for lease in a.processable()) == [open_shard, child]
+    assert not table.delete_finished(open_shard)  # never a lease still being read
+
+
 def test_release_hands_leases_over_at_once(table: LeaseTable) -> None:
     clock = Clock()
     a, b = workers(table, clock, "a", "b")

@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 from bench.harness import Target, bench_model, cache_model, closed_loop, sample_records
-from native.throwaway import VENV_BIN, free_port, start_process, stop_process, wait_for_http
+from native.throwaway import VENV_BIN, free_port, free_port_run, start_process, stop_process, wait_for_http
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     cache_model(model_dir, scratch / "state", run_id)
     spec = ModelBundle.from_model_dir(model_dir).spec
     bodies = [json.dumps(record).encode() for record in sample_records(spec, 200)]
-    replica_port = free_port() + 10
+    replica_port = free_port_run(args.replicas)
     gateway_port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "API_"))},

@@ -31,7 +31,7 @@ import requests
 from bench.bench_kinesis import start_moto
 from bench.harness import bench_model, cache_model, sample_records
 from mlops import aws
-from native.throwaway import VENV_BIN, free_port, start_process, stop_process
+from native.throwaway import VENV_BIN, free_port, free_port_run, start_process, stop_process
 
 SHARDS = 4
 
@@ -65,7 +65,7 @@ def one_run(consumers: int, records: list[dict[str, Any]], count: int, base_env:
             StreamName=streams["in"],
             Records=[{"Data": json.dumps(e).encode(), "PartitionKey": e["request_id"]} for e in batch],
         )
-    metrics_base = free_port() + 5
+    metrics_base = free_port_run(consumers)
     env = {
         **base_env,
         "KINESIS_PREDICTIONS_STREAM": streams["in"],

@@ -2,7 +2,7 @@
 tuning wall time with parallelism 1 and 2, and (unless --no-kinesis) the Kinesis group with 1, 2, 3 consumers.
 
     .venv/bin/python -m bench.bench_scale_out                       # 12,000 files, 16 trials, 2 rounds, Kinesis
-    .venv/bin/python -m bench.bench_scale_out --files 20000 --rounds 3 --no-kinesis
+    .venv/bin/python -m bench.bench_scale_out --files 20000 --rounds 3 --sections batch,tuning
 
 Batch: the same generated account files (200 rows, CSV as Kaggle writes it) scored by `run_batch` into a fresh
 folder; every measurement runs in a process of its own, so each 2-worker run pays its helpers' cold start as a
@@ -179,7 +179,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--tuning-rows", type=int, default=10_000, help="generated rows the tuning splits")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--no-kinesis", action="store_true", help="skip the consumer group (bench_kinesis_group)")
+    parser.add_argument(
+        "--sections", default="batch,tuning,kinesis", help="which of batch, tuning, kinesis to run (comma-separated)"
+    )
     parser.add_argument("--one-batch", nargs=4, help=argparse.SUPPRESS)  # a child: inputs output workers master
     parser.add_argument("--one-tuning", nargs=4, help=argparse.SUPPRESS)  # a child: trials rows parallelism master
     args = parser.parse_args(argv)
@@ -194,20 +196,25 @@ def main(argv: list[str] | None = None) -> None:
 
     from batch.testing import write_account_files
 
+    sections = set(args.sections.split(","))
+
     folder = Path(tempfile.mkdtemp(prefix="bench-scale-out-"))
     cluster = None
     try:
-        print(f"writing {args.files:,} account files of 200 rows ...", flush=True)
-        write_account_files(folder / "in", args.files, 200)
-        cluster = start_spark_cluster(folder / "spark", workers=2)
-        print(f"Spark cluster {cluster.master_url}: a master and 2 workers of 1 core", flush=True)
-        batch_section(folder, args.rounds, cluster.master_url)
-        tuning_section(args.trials, args.tuning_rows, args.rounds, cluster.master_url)
+        if "batch" in sections or "tuning" in sections:
+            cluster = start_spark_cluster(folder / "spark", workers=2)
+            print(f"Spark cluster {cluster.master_url}: a master and 2 workers of 1 core", flush=True)
+        if "batch" in sections:
+            print(f"writing {args.files:,} account files of 200 rows ...", flush=True)
+            write_account_files(folder / "in", args.files, 200)
+            batch_section(folder, args.rounds, cluster.master_url)
+        if "tuning" in sections:
+            tuning_section(args.trials, args.tuning_rows, args.rounds, cluster.master_url)
     finally:
         if cluster is not None:
             cluster.stop()
         shutil.rmtree(folder, ignore_errors=True)
-    if not args.no_kinesis:
+    if "kinesis" in sections:
         from bench import bench_kinesis_group
 
         print("Kinesis consumer group (bench_kinesis_group, 40,000 records, 4 shards):", flush=True)

@@ -35,6 +35,26 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_port_run(count: int, attempts: int = 50) -> int:
+    """The first of `count` consecutive ports all free on 127.0.0.1 right now (a group's members listen on
+    base + i)."""
+    for _ in range(attempts):
+        base = free_port()
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1 after {attempts} tries")
+
+
 def start_process(command: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[Any]:
     """Start a server in its own process group (so stopping it stops its children), its output to `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)

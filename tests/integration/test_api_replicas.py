@@ -26,7 +26,7 @@ import pytest
 import requests
 
 from mlops.stores.prediction_log import SQLiteStore
-from native.throwaway import VENV_BIN, free_port, start_process, stop_process, wait_for_http
+from native.throwaway import VENV_BIN, free_port, free_port_run, start_process, stop_process, wait_for_http
 from tests.support.redis_server import redis_server
 
 ADMIN_KEY = "replicas-admin-key"
@@ -34,21 +34,6 @@ LIMITED_KEY = "replicas-limited-key"
 TRAFFIC_KEYS = [f"replicas-traffic-key-{i}" for i in range(6)]
 STOP_KEYS = [f"replicas-stop-key-{i}" for i in range(6)]  # the stop test's clients: each well under LIMIT
 LIMIT = 40  # per key and minute
-
-
-def _two_free_ports() -> int:
-    """A port p with p + 1 free too (replica i listens on API_REPLICA_PORT + i)."""
-    import socket
-
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("no two consecutive free ports")
 
 
 @dataclass
@@ -71,7 +56,7 @@ def fleet(
 ) -> Iterator[Fleet]:
     state = tmp_path_factory.mktemp("api-replicas")
     with redis_server(state, password="replicas-redis") as (redis_uri, _):
-        replica_port, gateway_port = _two_free_ports(), free_port()
+        replica_port, gateway_port = free_port_run(2), free_port()
         env = {
             **service_env,
             "RUN_ID": trained_run_id,

@@ -54,6 +54,7 @@ def local_session(master: str = "local[2]", app_name: str = "churn-batch") -> An
         .config("spark.pyspark.driver.python", sys.executable)
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.shuffle.partitions", "4")
+        .config("spark.python.daemon.module", "batch.spark_daemon")  # workers fork with our imports done
     )
     if master.startswith("spark://"):  # executors' logs in the workers' folders: rolled, a few kept
         builder = (

@@ -360,6 +360,7 @@ BENCH_RUNS := \
 	"bench.bench_kinesis --count 500" \
 	"bench.bench_kinesis_group --records 10000 --rounds 1" \
 	"bench.bench_gateway --requests 1000 --rounds 1" \
+	"bench.bench_scale_out --files 4000 --trials 6 --rounds 1 --sections batch,tuning" \
 	"bench.bench_soak --seconds 20 --interval 10"
 
 bench: install bench-packages ## run every benchmark in bench/ with short defaults (prints figures; never part of the tests)

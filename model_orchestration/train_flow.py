@@ -309,6 +309,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def work(settings: Settings) -> int:
         registry.check_mlflow(settings.mlflow_tracking_uri)
+        if settings.tuning_parallelism > 1 and settings.spark_master.startswith("spark://"):
+            from batch.spark_engine import check_master
+
+            check_master(settings.spark_master)  # before the data is read, not after
         if args.if_missing:
             existing = already_trained(settings, args.spec, args.data_hash)
             if existing:

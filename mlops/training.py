@@ -172,8 +172,18 @@ class _Reporter:
 
     def __init__(self, on_trial: TrialHook | None) -> None:
         self.on_trial, self.seen, self.lock = on_trial, set[int](), threading.Lock()
+        self.error: BaseException | None = None  # the hook's failure (MLflow refusing trials): stops the search
 
     def __call__(self, trials: Any, *args: Any) -> tuple[bool, tuple[Any, ...]]:
+        """hyperopt's early-stop callback: True (stop) only once the hook failed. Not raised here: in SparkTrials'
+        dispatcher thread an exception would end the thread and leave the search waiting; `search` raises it."""
+        try:
+            self._report(trials)
+        except Exception as error:
+            self.error = self.error or error
+        return self.error is not None, args
+
+    def _report(self, trials: Any) -> None:
         with self.lock:
             for trial in trials.trials:
                 result = trial.get("result") or {}
@@ -190,7 +200,6 @@ class _Reporter:
                         result["ended"],
                     )
                     self.on_trial(report)
-        return False, args
 
 
 def _trials(parallelism: int, spark: Any | None) -> Trials:
@@ -245,6 +254,8 @@ def search(
     finally:
         _raise_failed_trial(history)
     reporter(history)  # the last trials SparkTrials' dispatcher finished after its last look
+    if reporter.error is not None:
+        raise reporter.error
     result = history.best_trial["result"]
     return SearchOutcome(
         space_eval(SEARCH_SPACE, best),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from mlops import training
 from mlops.data import clean, generate_bank_churners
 from mlops.settings import PROJECT_ROOT
@@ -26,3 +28,18 @@ def test_every_trial_reaches_the_hook_and_the_best_one_is_returned() -> None:
     assert isinstance(found.params["max_depth"], int)
     again = training.search(data, 4, seed=9, nthread=1)  # seeded: the same search without a hook
     assert (again.params, again.rounds, again.valid_auc) == (found.params, found.rounds, found.valid_auc)
+
+
+def test_a_failing_hook_stops_the_search_and_its_error_is_raised() -> None:
+    spec = FeatureSpec.load(PROJECT_ROOT / "features.yaml")
+    data = training.split_data(clean(generate_bank_churners(600, seed=3), spec), spec, seed=5)
+    seen: list[int] = []
+
+    def hook(trial: training.TrialReport) -> None:
+        seen.append(trial.number)
+        if trial.number == 2:
+            raise RuntimeError("logging trials to MLflow failed: refused")
+
+    with pytest.raises(RuntimeError, match="refused"):
+        training.search(data, 6, seed=9, nthread=1, on_trial=hook)
+    assert seen == [1, 2]  # stopped at the failure, not after six fits

@@ -55,9 +55,19 @@ class RetentionSettings(BaseModel):
         description="where backups go: a folder or s3://bucket/prefix; empty: a folder beside STATE_DIR "
         "(<STATE_DIR>-backups)",
     )
+    backup_volumes_dir: Path | None = Field(
+        default=None,
+        description="a folder whose every subfolder is backed up and restored as a tree of its own beside STATE_DIR "
+        "(compose: each service's volume mounted under it); empty: STATE_DIR only",
+    )
+    backup_buckets: str = Field(
+        default="",
+        description="buckets backed up beside S3_BUCKET, comma-separated names or s3:// URIs (compose: MLflow's "
+        "artifact bucket)",
+    )
     backup_keep: int = Field(default=7, ge=1, description="backups the scheduled backup flow keeps (newest first)")
     backup_interval_hours: float = Field(
-        default=24.0, ge=0, description="schedule of the backup deployment (native runtime); 0: not scheduled"
+        default=24.0, ge=0, description="schedule of the backup deployment; 0: not scheduled"
     )
     audit_log_max_bytes: int = Field(
         default=10_000_000, ge=10_000, description="the promotion audit log is rotated past this size (5 files kept)"

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
-import sqlite3
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -15,36 +13,22 @@ from typing import Any
 
 from mlops import aws
 from mlops.backup.services import SERVICES, dump_services, restore_services
+from mlops.backup.trees import (
+    PENDING,
+    SECRETS,
+    BackupError,
+    bucket_names,
+    copy_tree,
+    counts,
+    entry_tree,
+    sha256,
+    source_trees,
+    target_folder,
+)
 from mlops.settings import Settings
 
 MANIFEST = "manifest.json"
-SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
-# rebuilt, re-downloaded or live process plumbing: never in a backup
-PENDING = "restore-pending"  # a restore's bucket objects, until moto runs again (`make up` puts them back)
-SKIPPED_FOLDERS = {
-    "logs",
-    "model-cache",
-    "prometheus",
-    "prometheus-multiproc",
-    "nginx",
-    "api-gateway",
-    "prefect-client",
-    PENDING,
-}
-SQLITE_HEADER = b"SQLite format 3\x00"
-SKIPPED_SUFFIXES = ("-wal", "-shm", "-journal", ".sock", ".pid", ".lock", ".tmp")
-SECRETS = "secrets.env"
-# what a restore compares: rows per table of the databases it knows
-COUNTED = {
-    "predictions.sqlite": ("predictions", "outcomes", "settlements"),
-    "online.sqlite": ("online_features",),
-    "mlflow/mlflow.db": ("registered_models", "model_versions", "registered_model_aliases", "runs"),
-}
 Say = Callable[[str], None]
-
-
-class BackupError(RuntimeError):
-    """A backup or restore refused or failed; the message says why and what to do."""
 
 
 def default_location(settings: Settings) -> str:
@@ -54,61 +38,6 @@ def default_location(settings: Settings) -> str:
 
 def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-
-def state_files(state_dir: Path) -> list[Path]:
-    """Every file of STATE_DIR a backup holds, relative to it."""
-    found = []
-    for path in sorted(state_dir.rglob("*")):
-        relative = path.relative_to(state_dir)
-        if not path.is_file() or relative.parts[0] in SKIPPED_FOLDERS or relative.parts[0].startswith("."):
-            continue
-        if path.name.endswith(SKIPPED_SUFFIXES) or relative.parts[0].startswith("before-restore-"):
-            continue
-        found.append(relative)
-    return found
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _is_sqlite(path: Path) -> bool:
-    with path.open("rb") as handle:
-        return handle.read(len(SQLITE_HEADER)) == SQLITE_HEADER
-
-
-def _copy_sqlite(source: Path, target: Path) -> None:
-    """A consistent copy of a database other processes are writing (SQLite's online backup API)."""
-    reader = sqlite3.connect(f"file:{source}?mode=ro", uri=True, timeout=30)
-    writer = sqlite3.connect(target)
-    try:
-        reader.backup(writer)
-    finally:
-        writer.close()
-        reader.close()
-
-
-def _counts(folder: Path) -> dict[str, int]:
-    counts = {}
-    for name, tables in COUNTED.items():
-        path = folder / name
-        if not path.exists():
-            continue
-        connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            for table in tables:
-                try:
-                    counts[table] = int(connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
-                except sqlite3.OperationalError:  # a table this state never had
-                    continue
-        finally:
-            connection.close()
-    return counts
 
 
 def _dump_services(settings: Settings, partial: Path) -> dict[str, Any]:
@@ -127,47 +56,32 @@ def _split_s3(uri: str) -> tuple[str, str]:
 
 
 def create_backup(settings: Settings, destination: str, say: Say = print) -> dict[str, Any]:
-    """A backup of STATE_DIR and the feature store bucket into `destination`/<stamp>/; returns its manifest."""
+    """A backup of every tree (STATE_DIR, the volumes) and bucket into `destination`/<stamp>/; returns its manifest."""
     state = settings.state_dir
     if not state.is_dir():
         raise BackupError(f"STATE_DIR={state} does not exist: nothing to back up")
+    trees = source_trees(settings)
     stamp = _stamp()
     remote = destination.startswith("s3://")
     root = Path(tempfile.mkdtemp(prefix="backup-")) if remote else Path(destination).expanduser()
     root.mkdir(parents=True, exist_ok=True, mode=0o700)
     partial = root / f".{stamp}.partial"  # a half-written backup never looks like one
     files = []
-    for relative in state_files(state):
-        target = partial / "state" / relative
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        kind = "sqlite" if relative.suffix in SQLITE_SUFFIXES and _is_sqlite(state / relative) else "file"
-        if kind == "sqlite":
-            _copy_sqlite(state / relative, target)
-        else:
-            shutil.copy2(state / relative, target)
-        files.append({"path": str(relative), "kind": kind, "bytes": target.stat().st_size, "sha256": _sha256(target)})
-    say(f"backup: {len(files)} files of {state} ({sum(f['bytes'] for f in files) / 1e6:.1f} MB)")
+    for tree, folder in trees.items():
+        copied = copy_tree(tree, folder, partial)
+        say(f"backup: {len(copied)} files of {folder} ({sum(f['bytes'] for f in copied) / 1e6:.1f} MB)")
+        files += copied
     services = _dump_services(settings, partial)
     if services:
         say(f"backup: {json.dumps(services)} from the servers (MongoDB, Redis)")
     s3 = aws.client("s3", settings)
     objects = []
-    try:
-        for item in aws.list_objects(s3, settings.s3_bucket):
-            target = partial / "s3" / settings.s3_bucket / item["Key"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(s3.get_object(Bucket=settings.s3_bucket, Key=item["Key"])["Body"].read())
-            objects.append({"bucket": settings.s3_bucket, "key": item["Key"], "bytes": item["Size"]})
-    except Exception as error:  # botocore's errors: the backup is refused rather than taken without the store
-        shutil.rmtree(partial, ignore_errors=True)
-        raise BackupError(
-            f"cannot read s3://{settings.s3_bucket} (S3_BUCKET, {aws.describe_endpoint(settings)}): {error}"
-        ) from error
-    say(f"backup: {len(objects)} objects of s3://{settings.s3_bucket}")
+    for bucket in bucket_names(settings):
+        objects += _copy_bucket(settings, s3, bucket, partial, feature_store=bucket == settings.s3_bucket, say=say)
     manifest = {"stamp": stamp, "created": datetime.now(UTC).isoformat(), "state_dir": str(state), "files": files}
-    manifest |= {"s3": objects, "counts": _counts(partial / "state"), "services": services}
+    manifest |= {"trees": sorted(trees), "s3": objects, "counts": counts(partial), "services": services}
     manifest["service_files"] = {
-        str(p.relative_to(partial)): _sha256(p) for p in sorted((partial / SERVICES).rglob("*")) if p.is_file()
+        str(p.relative_to(partial)): sha256(p) for p in sorted((partial / SERVICES).rglob("*")) if p.is_file()
     }
     (partial / MANIFEST).write_text(json.dumps(manifest, indent=1))
     final = root / stamp
@@ -181,6 +95,30 @@ def create_backup(settings: Settings, destination: str, say: Say = print) -> dic
         shutil.rmtree(root, ignore_errors=True)
     manifest["location"] = f"{destination.rstrip('/')}/{stamp}"
     return manifest
+
+
+def _copy_bucket(
+    settings: Settings, s3: Any, bucket: str, partial: Path, feature_store: bool, say: Say
+) -> list[dict[str, Any]]:
+    """Every object of one bucket into `partial`/s3/<bucket>/. The feature store must answer; a BACKUP_BUCKETS
+    bucket that does not exist yet (no artifact logged) holds nothing to lose and is said so."""
+    objects = []
+    try:
+        for item in aws.list_objects(s3, bucket):
+            target = partial / "s3" / bucket / item["Key"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+            objects.append({"bucket": bucket, "key": item["Key"], "bytes": item["Size"]})
+    except Exception as error:  # botocore's errors: the backup is refused rather than taken without the store
+        if not feature_store and "NoSuchBucket" in str(error):
+            say(f"backup: s3://{bucket} (BACKUP_BUCKETS) does not exist: nothing of it to back up")
+            return []
+        shutil.rmtree(partial, ignore_errors=True)
+        setting = "S3_BUCKET" if feature_store else "BACKUP_BUCKETS"
+        where = f"{setting}, {aws.describe_endpoint(settings)}"
+        raise BackupError(f"cannot read s3://{bucket} ({where}): {error}") from error
+    say(f"backup: {len(objects)} objects of s3://{bucket}")
+    return objects
 
 
 def list_backups(settings: Settings, destination: str) -> list[str]:
@@ -250,27 +188,12 @@ def restore_backup(settings: Settings, source: str, force: bool = False, say: Sa
             raise BackupError(f"{source} is not a backup: no {MANIFEST} (list them: python -m mlops.backup list)")
         manifest = json.loads((folder / MANIFEST).read_text())
         for entry in manifest["files"]:
-            if _sha256(folder / "state" / entry["path"]) != entry["sha256"]:
+            if sha256(folder / entry_tree(entry) / entry["path"]) != entry["sha256"]:
                 raise BackupError(f"{source}: {entry['path']} does not match its checksum: the backup is damaged")
         for path, digest in manifest.get("service_files", {}).items():
-            if _sha256(folder / path) != digest:
+            if sha256(folder / path) != digest:
                 raise BackupError(f"{source}: {path} does not match its checksum: the backup is damaged")
-        present = [e["path"] for e in manifest["files"] if e["path"] != SECRETS and (state / e["path"]).exists()]
-        if present and not force:
-            raise BackupError(
-                f"STATE_DIR={state} already holds {', '.join(present[:5])}{' ...' if len(present) > 5 else ''}: "
-                "restore into an empty state (make reset_all) or pass --force (FORCE=1) to move them aside first"
-            )
-        aside = state / f"before-restore-{_stamp()}"
-        for path in [*present, SECRETS] if (state / SECRETS).exists() else present:
-            (aside / path).parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(state / path, aside / path)
-        for entry in manifest["files"]:
-            target = state / entry["path"]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(folder / "state" / entry["path"], target)
-        if (state / SECRETS).exists():
-            os.chmod(state / SECRETS, 0o600)
+        folders = _put_trees_back(settings, folder, manifest, force)
         pending = state / PENDING
         shutil.rmtree(pending, ignore_errors=True)
         if (folder / "s3").is_dir():
@@ -279,14 +202,48 @@ def restore_backup(settings: Settings, source: str, force: bool = False, say: Sa
             shutil.copytree(folder / SERVICES, pending / SERVICES)
         (pending / MANIFEST).parent.mkdir(parents=True, exist_ok=True)
         (pending / MANIFEST).write_text(json.dumps({"stamp": manifest["stamp"], "s3": manifest["s3"]}))
-    say(f"restore: {len(manifest['files'])} files into {state}")
+    say(f"restore: {len(manifest['files'])} files into {', '.join(map(str, folders))}")
     pushed = finish_restore(settings, say=say, quiet=True)
     if pushed is None:
         say(
-            f"restore: the {len(manifest['s3'])} objects of s3://{settings.s3_bucket} and the servers' dumps wait in "
-            f"{state / PENDING} (S3, MongoDB or Redis is not up): `make up` puts them back before anything reads them"
+            f"restore: what S3, MongoDB or Redis did not take yet waits in {state / PENDING}: the next start puts it "
+            "back before anything reads it (natively `make up`; compose `make setup-model-serve`, after MongoDB and "
+            "Redis start)"
         )
     return manifest
+
+
+def _put_trees_back(settings: Settings, folder: Path, manifest: dict[str, Any], force: bool) -> list[Path]:
+    """Each tree's files into its folder; existing files refused, or with `force` moved aside first (per folder,
+    into before-restore-<stamp>/). Every target is resolved before anything moves."""
+    targets = {tree: target_folder(settings, tree) for tree in sorted({entry_tree(e) for e in manifest["files"]})}
+    present = [
+        (tree, e["path"])
+        for e in manifest["files"]
+        for tree in [entry_tree(e)]
+        if (targets[tree] / e["path"]).exists() and not (tree == "state" and e["path"] == SECRETS)
+    ]
+    if present and not force:
+        names = [path if tree == "state" else f"{tree}/{path}" for tree, path in present]
+        raise BackupError(
+            f"STATE_DIR={settings.state_dir} already holds {', '.join(names[:5])}{' ...' if len(names) > 5 else ''}: "
+            "restore into an empty state (make reset_all) or pass --force (FORCE=1) to move them aside first"
+        )
+    stamp = _stamp()
+    holds_secrets = any(entry_tree(e) == "state" and e["path"] == SECRETS for e in manifest["files"])
+    if holds_secrets and (settings.state_dir / SECRETS).exists():
+        present.append(("state", SECRETS))
+    for tree, path in present:
+        aside = targets[tree] / f"before-restore-{stamp}" / path
+        aside.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(targets[tree] / path, aside)
+    for entry in manifest["files"]:
+        target = targets[entry_tree(entry)] / entry["path"]
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(folder / entry_tree(entry) / entry["path"], target)
+    if (settings.state_dir / SECRETS).exists():
+        os.chmod(settings.state_dir / SECRETS, 0o600)
+    return list(targets.values())
 
 
 def finish_restore(settings: Settings, say: Say = print, quiet: bool = False) -> int | None:
@@ -300,20 +257,23 @@ def finish_restore(settings: Settings, say: Say = print, quiet: bool = False) ->
     staged = json.loads((pending / MANIFEST).read_text())
     s3 = aws.client("s3", settings)
     try:
-        aws.ensure_bucket(s3, settings.s3_bucket, settings.aws_region)
+        for bucket in sorted({item["bucket"] for item in staged["s3"]}):
+            aws.ensure_bucket(s3, bucket, settings.aws_region)
         for item in staged["s3"]:
             body = (pending / "s3" / item["bucket"] / item["key"]).read_bytes()
-            s3.put_object(Bucket=settings.s3_bucket, Key=item["key"], Body=body)
+            s3.put_object(Bucket=item["bucket"], Key=item["key"], Body=body)
     except (BotoCoreError, ClientError) as error:
         if not quiet:
             raise BackupError(
-                f"the restored objects could not go back into s3://{settings.s3_bucket} "
-                f"({aws.describe_endpoint(settings)}): {error}; they stay in {pending}"
+                f"the restored objects could not go back into S3 ({aws.describe_endpoint(settings)}): {error}; "
+                f"they stay in {pending}"
             ) from error
         return None
     (pending / MANIFEST).write_text(json.dumps({**staged, "s3": []}))  # pushed: a retry does not push them again
     shutil.rmtree(pending / "s3", ignore_errors=True)
-    say(f"restore: {len(staged['s3'])} objects of backup {staged['stamp']} back in s3://{settings.s3_bucket}")
+    if staged["s3"]:
+        buckets = ", ".join(f"s3://{b}" for b in sorted({item["bucket"] for item in staged["s3"]}))
+        say(f"restore: {len(staged['s3'])} objects of backup {staged['stamp']} back in {buckets}")
     if (pending / SERVICES).is_dir():
         try:
             restored = restore_services(settings, pending)

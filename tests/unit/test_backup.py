@@ -134,9 +134,65 @@ def test_objects_wait_for_the_bucket_when_moto_is_down_and_make_up_puts_them_bac
     down = Settings(_env_file=None, **{**settings.model_dump(), "aws_endpoint_url": "http://127.0.0.1:9"})
     lines: list[str] = []
     restore_backup(down, manifest["location"], say=lines.append)  # natively: the platform (moto too) is down
-    assert any("wait in" in line and "make up" in line for line in lines), lines
+    assert any("waits in" in line and "make up" in line for line in lines), lines
     assert (settings.state_dir / "restore-pending" / "manifest.json").exists()
     assert finish_restore(settings, say=lines.append) == 2  # what `make up` runs once moto is up
     body = aws.client("s3", settings).get_object(Bucket="backup-test", Key="bank_churners/LATEST")["Body"].read()
     assert body == b"abc123" and not (settings.state_dir / "restore-pending").exists()
     assert finish_restore(settings, say=lines.append) == 0  # nothing staged: nothing to do
+
+
+def test_volumes_and_extra_buckets_are_trees_of_their_own_and_come_back_where_they_were(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """Compose: each service's volume mounted under BACKUP_VOLUMES_DIR, MLflow's artifacts in a bucket of their own."""
+    import shutil
+
+    _platform_state(settings).close()
+    volumes = tmp_path / "volumes"
+    (volumes / "mlflow-db" / "state").mkdir(parents=True)
+    with sqlite3.connect(volumes / "mlflow-db" / "mlflow.db") as db:
+        db.execute("CREATE TABLE registered_models (name TEXT)")
+        db.execute("INSERT INTO registered_models VALUES ('churn-model')")
+    (volumes / "mlflow-db" / "state" / "users.txt").write_text("writer")
+    (volumes / "prefect-data").mkdir()
+    (volumes / "prefect-data" / "prefect.db").write_bytes(b"")
+    s3 = aws.client("s3", settings)
+    s3.create_bucket(Bucket="mlflow-artifacts")
+    s3.put_object(Bucket="mlflow-artifacts", Key="1/abc/artifacts/model/model.ubj", Body=b"booster")
+    compose = Settings(
+        _env_file=None,
+        **{**settings.model_dump(), "backup_volumes_dir": volumes, "backup_buckets": "s3://mlflow-artifacts/, gone"},
+    )
+    lines: list[str] = []
+    manifest = create_backup(compose, str(tmp_path / "backups"), say=lines.append)
+    assert manifest["trees"] == ["state", "volumes/mlflow-db", "volumes/prefect-data"]
+    assert manifest["counts"]["registered_models"] == 1 and manifest["counts"]["predictions"] == 500
+    assert {o["bucket"] for o in manifest["s3"]} == {"backup-test", "mlflow-artifacts"}
+    assert any("s3://gone (BACKUP_BUCKETS) does not exist" in line for line in lines), lines
+
+    # the volumes come back empty (compose `make reset_all`), the artifact bucket is gone with moto's memory
+    shutil.rmtree(settings.state_dir)
+    for volume in volumes.iterdir():
+        shutil.rmtree(volume)
+        volume.mkdir()
+    s3.delete_object(Bucket="mlflow-artifacts", Key="1/abc/artifacts/model/model.ubj")
+    s3.delete_bucket(Bucket="mlflow-artifacts")
+    restore_backup(compose, manifest["location"], say=lines.append)
+    with sqlite3.connect(volumes / "mlflow-db" / "mlflow.db") as db:
+        assert db.execute("SELECT name FROM registered_models").fetchall() == [("churn-model",)]
+    assert (volumes / "mlflow-db" / "state" / "users.txt").read_text() == "writer"
+    assert (settings.state_dir / "predictions.sqlite").exists()
+    body = s3.get_object(Bucket="mlflow-artifacts", Key="1/abc/artifacts/model/model.ubj")["Body"].read()
+    assert body == b"booster"
+
+    # a volume's existing files are refused by name, and forced aside inside that volume
+    with pytest.raises(BackupError, match=r"volumes/mlflow-db/mlflow\.db"):
+        restore_backup(compose, manifest["location"], say=lines.append)
+    restore_backup(compose, manifest["location"], force=True, say=lines.append)
+    assert len(list((volumes / "mlflow-db").glob("before-restore-*/mlflow.db"))) == 1
+
+    # a backup with volumes cannot be restored where they are not mounted: refused before anything moves
+    shutil.rmtree(volumes / "prefect-data")
+    with pytest.raises(BackupError, match="'prefect-data'"):
+        restore_backup(compose, manifest["location"], force=True, say=lines.append)

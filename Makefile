@@ -58,7 +58,16 @@ SERVE_PROJECT := churn-mlops-serve
 REGISTRY_STACK = $(COMPOSE) --env-file $(ENV_FILE) -p $(REGISTRY_PROJECT) $(addprefix -f ,$(REGISTRY_FILES))
 # the business simulators (compose profile "simulators") run with env=local only: a cloud deploy serves real clients
 SERVE_PROFILES = $(if $(filter cloud,$(env)),,--profile simulators)
-SERVE_STACK = $(COMPOSE) --env-file $(ENV_FILE) -p $(SERVE_PROJECT) $(addprefix -f ,$(SERVE_FILES)) $(SERVE_PROFILES)
+# the backups volume is external to both projects (reset_all keeps it): created before the serving side's file is used
+BACKUP_VOLUME := churn-mlops-backups
+SERVE_STACK = $(DOCKER) volume create $(BACKUP_VOLUME) >/dev/null && \
+	$(COMPOSE) --env-file $(ENV_FILE) -p $(SERVE_PROJECT) $(addprefix -f ,$(SERVE_FILES)) $(SERVE_PROFILES)
+# compose: a restore's MongoDB/Redis dumps go back once those two run, before anything else of the side starts
+# (STATE_SERVICES: an override file without MongoDB, as the compose test's, names redis alone)
+STATE_SERVICES ?= mongo redis
+SERVE_STATE_FIRST = $(SERVE_STACK) build backup && $(SERVE_STACK) up -d $(STATE_SERVICES) && \
+	$(WAIT_HEALTHY) $(SERVE_PROJECT) $(STATE_SERVICES) && \
+	$(SERVE_STACK) run --rm --no-deps $(NO_TTY) backup python -m mlops.backup finish-restore
 WAIT_HEALTHY := docker/wait-healthy.sh
 # `run` / `exec` get a TTY only when make has one (a progress bar for a person; CI and tests have none)
 NO_TTY := $(shell test -t 0 || echo -T)
@@ -78,7 +87,7 @@ KINESIS_CONSUMERS ?= 2
 API_REPLICAS ?= 1
 
 .PHONY: spark-cluster spark-cluster-stop prune-trials help install system-packages test-packages up down setup-model-registry init_aws train apply-model-train-flow \
-	setup-model-serve start-serve stop-serve apply-prediction-reporting report archive backup restore snapshot-from-production batch quarantine outcomes materialize promote \
+	setup-model-serve start-serve stop-serve apply-prediction-reporting report archive backup backups restore snapshot-from-production batch quarantine outcomes materialize promote \
 	rollback status logs \
 	test run_tests lint format bench bench-packages reset_all docker-engine docker-engine-start images-offline
 
@@ -221,6 +230,7 @@ endif
 setup-model-serve: ## serve the model chosen by RUN_ID (HTTP :9696, Kinesis) with its monitoring
 ifeq ($(RUNTIME),compose)
 	$(BUILD_BASE)
+	$(SERVE_STATE_FIRST)
 	$(SERVE_STACK) up -d --build --scale serve-kinesis=$(KINESIS_CONSUMERS) --scale predict-api=$(API_REPLICAS)
 	$(WAIT_HEALTHY) $(SERVE_PROJECT)
 else
@@ -230,6 +240,7 @@ endif
 start-serve: ## start the serving side again (after stop-serve or a RUN_ID change)
 ifeq ($(RUNTIME),compose)
 	$(BUILD_BASE)
+	$(SERVE_STATE_FIRST)
 	$(SERVE_STACK) up -d --build --scale serve-kinesis=$(KINESIS_CONSUMERS) --scale predict-api=$(API_REPLICAS)
 	$(WAIT_HEALTHY) $(SERVE_PROJECT)
 else
@@ -299,12 +310,37 @@ else
 	$(PY) -m mlops.production_data --env $(env) $(if $(MIN_ROWS),--min-rows $(MIN_ROWS))
 endif
 
-backup: ## native: back up all state while the platform runs (TO=<folder|s3://bucket/prefix>, default BACKUP_LOCATION)
+backup: ## back up all state while the platform runs (TO=<folder|s3://bucket/prefix>, default BACKUP_LOCATION)
+ifeq ($(RUNTIME),compose)
+	$(BUILD_BASE)
+	$(SERVE_STACK) build backup
+	$(SERVE_STACK) run --rm --no-deps $(NO_TTY) backup python -m mlops.backup create $(if $(TO),--to $(TO))
+else
 	$(PY) -m mlops.backup --env $(env) create $(if $(TO),--to $(TO))
+endif
 
-restore: ## native: restore a backup with the platform down: make restore FROM=<location>/<stamp> [FORCE=1]
-	@test -n "$(FROM)" || { echo "usage: make restore FROM=<backup folder or s3 prefix>/<stamp> [FORCE=1] (list: $(PY) -m mlops.backup list)"; exit 2; }
+restore: ## restore a backup with the platform down: make restore FROM=<stamp|location/stamp> [FORCE=1]
+	@test -n "$(FROM)" || { echo "usage: make restore FROM=<stamp, or backup folder or s3 prefix/stamp> [FORCE=1] (list: make backups)"; exit 2; }
+ifeq ($(RUNTIME),compose)
+	@running="$$(for project in $(SERVE_PROJECT) $(REGISTRY_PROJECT); do \
+		$(DOCKER) ps --filter label=com.docker.compose.project=$$project --format '{{.Label "com.docker.compose.service"}}'; \
+		done | grep -vx moto | sort -u | tr '\n' ' ' || true)"; \
+	if [ -n "$$running" ]; then echo "restore: $$running running: stop the platform first (make down), then restore" >&2; exit 1; fi
+	$(BUILD_BASE)
+	$(REGISTRY_STACK) up -d moto
+	$(WAIT_HEALTHY) $(REGISTRY_PROJECT) moto
+	$(SERVE_STACK) build backup
+	$(SERVE_STACK) run --rm --no-deps $(NO_TTY) backup python -m mlops.backup restore $(FROM) $(if $(FORCE),--force)
+else
 	$(PY) -m mlops.backup --env $(env) restore $(FROM) $(if $(FORCE),--force)
+endif
+
+backups: ## list the complete backups of BACKUP_LOCATION, oldest first
+ifeq ($(RUNTIME),compose)
+	$(SERVE_STACK) run --rm --no-deps $(NO_TTY) backup python -m mlops.backup list
+else
+	$(PY) -m mlops.backup --env $(env) list
+endif
 
 outcomes: ## load observed outcomes (id, label[, date]) and settle them against the prediction log: make outcomes FILE=...
 	@test -n "$(FILE)" || { echo "usage: make outcomes FILE=<outcomes.csv> (columns: CLIENTNUM or request_id, Attrition_Flag[, date])"; exit 2; }

@@ -22,12 +22,11 @@ from model_orchestration.train_flow import FLOW_NAME, model_tuning_and_uploading
 
 DEPLOYMENT_NAME = "churn-training"
 FULL_NAME = f"{FLOW_NAME}/{DEPLOYMENT_NAME}"
-BACKUP_DEPLOYMENT = "platform-backup"
 TRIALS_DEPLOYMENT = "trial-run-retention"
 
 
 def deployments(settings: Settings) -> list[Any]:
-    from model_orchestration.backup_flow import backup_platform
+    from model_orchestration.backup_flow import deployment as backup_deployment
     from model_orchestration.trial_retention_flow import prune_trial_runs
 
     served = [
@@ -47,15 +46,7 @@ def deployments(settings: Settings) -> list[Any]:
         ),
     ]
     if settings.backup_interval_hours > 0:
-        served.append(
-            backup_platform.to_deployment(
-                name=BACKUP_DEPLOYMENT,
-                interval=timedelta(hours=settings.backup_interval_hours),
-                parameters={"env": settings.env},
-                tags=["backup", settings.env],
-                description="Back up STATE_DIR and the feature store bucket; keep the newest BACKUP_KEEP.",
-            )
-        )
+        served.append(backup_deployment(settings))
     return served
 
 

@@ -24,7 +24,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     listing = commands.add_parser("list", help="the complete backups of a location, oldest first")
     listing.add_argument("--at", default=None, help="folder or s3://bucket/prefix (default: BACKUP_LOCATION)")
     restore = commands.add_parser("restore", help="restore one backup (the platform stopped)")
-    restore.add_argument("source", help="<location>/<stamp>: one backup folder or S3 prefix")
+    restore.add_argument(
+        "source", help="<location>/<stamp>: one backup folder or S3 prefix; a stamp alone: one of BACKUP_LOCATION"
+    )
     restore.add_argument("--force", action="store_true", help="move existing state aside instead of refusing")
     commands.add_parser("finish-restore", help="put a restore's staged bucket objects back (make up runs it)")
     args = parser.parse_args(argv)
@@ -39,7 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "finish-restore":
             finish_restore(settings, say=_say)
         else:
-            manifest = restore_backup(settings, args.source, force=args.force, say=_say)
+            source = args.source if "/" in args.source else f"{default_location(settings).rstrip('/')}/{args.source}"
+            manifest = restore_backup(settings, source, force=args.force, say=_say)
             print(f"restore: {manifest['stamp']} {json.dumps(manifest['counts'])}; now: make up", flush=True)
     except (BackupError, ConfigurationError) as error:
         print(f"backup: error: {error}", file=sys.stderr)

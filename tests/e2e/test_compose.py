@@ -237,9 +237,12 @@ def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         env["DOCKER_HOST"] = engine.host
     if not full:
         env["SERVE_FILES"] = f"docker-compose-serve.yml {SERVE_OVERRIDE}"
+        env["STATE_SERVICES"] = "redis"  # the servers started (and restored into) before the rest: no MongoDB here
     the_stack = Stack(engine, env, ports, full, tmp_path_factory.mktemp("compose-files"))
     # A previous run that died half way leaves containers and volumes: start from nothing.
     the_stack.make("reset_all", timeout=300)
+    # the backups volume outlives reset_all by design: this test's backups go with the test
+    subprocess.run([engine.docker, "volume", "rm", "-f", "churn-mlops-backups"], env=env, capture_output=True)
     if os.environ.get("COMPOSE_TEST_PULL") != "1":
         started = time.monotonic()
         built = subprocess.run(
@@ -257,6 +260,7 @@ def stack(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
             capture_output=True,
             timeout=300,
         )
+        subprocess.run([engine.docker, "volume", "rm", "-f", "churn-mlops-backups"], env=env, capture_output=True)
         # every rebuild leaves the previous image untagged: drop those (build cache and tagged images stay warm)
         subprocess.run([engine.docker, "image", "prune", "-f"], env=env, capture_output=True, timeout=300)
         print(f"\ncompose e2e timings (s): {json.dumps(engine.timings)}")
@@ -272,6 +276,20 @@ def registered_versions(stack: Stack) -> list[dict[str, Any]]:
     )
     assert answer.status_code == 200, answer.text
     return answer.json().get("model_versions", [])
+
+
+def registered_models(stack: Stack) -> dict[str, Any]:
+    """Each registered version (number, run) and the aliases of churn-model, as the platform's writer sees them."""
+    answer = requests.get(
+        stack.url("MLFLOW", "/api/2.0/mlflow/registered-models/get"),
+        params={"name": "churn-model"},
+        auth=stack.writer,
+        timeout=10,
+    )
+    assert answer.status_code == 200, answer.text
+    aliases = {a["alias"]: a["version"] for a in answer.json()["registered_model"].get("aliases", [])}
+    versions = sorted((v["version"], v["run_id"]) for v in registered_versions(stack))
+    return {"versions": versions, "aliases": aliases}
 
 
 def check_control_planes_refuse_strangers(stack: Stack) -> None:
@@ -555,13 +573,46 @@ def test_compose_platform_builds_runs_serves_switches_and_resets(stack: Stack) -
     assert answer.status_code == 200 and answer.json()["model_run_id"] == second_run
     check_a_replica_stopped_under_traffic(stack, records[1])
 
-    # --- reset_all: no container and no volume of either project is left --------------------------------------------
+    # --- backup while it serves (the simulators' traffic on) --------------------------------------------------------
+    models_before = registered_models(stack)
+    output = stack.make("backup")
+    location, counted = re.search(r"^backup: (/var/lib/mlops-backups/\S+) (\{.*\})$", output, re.M).groups()
+    counts = json.loads(counted)
+    assert counts["model_versions"] == len(models_before["versions"]), output[-3000:]
+    assert stack.full or counts["predictions"] >= 420, output[-3000:]  # the full stack's log is MongoDB's dump
+    assert int(re.search(r"backup: (\d+) objects of s3://mlflow-artifacts", output).group(1)) > 0, output[-3000:]
+
+    # --- reset_all: no container and no volume of either project is left, the backups are ----------------------------
     stack.make("reset_all", timeout=300)
     for project in ("churn-mlops-registry", "churn-mlops-serve"):
         label = f"label=com.docker.compose.project={project}"
         assert stack.docker("ps", "-a", "-q", "--filter", label).split() == [], project
         assert stack.docker("volume", "ls", "-q", "--filter", label).split() == [], project
     assert "churn-mlops-reports" not in stack.docker("volume", "ls", "-q").split()
+    assert "churn-mlops-backups" in stack.docker("volume", "ls", "-q").split()
+
+    # --- restore into the empty volumes: the same registry, the same rows, serving on the same model -----------------
+    output = stack.make("restore", f"FROM={location.rsplit('/', 1)[1]}")
+    assert f"restore: {location.rsplit('/', 1)[1]} {counted}" in output, output[-3000:]
+    stack.make("setup-model-registry")
+    assert registered_models(stack) == models_before
+    output = stack.make("setup-model-serve", f"RUN_ID={second_run}")
+    health = requests.get(stack.url("API", "/health"), timeout=10).json()
+    assert health["model_run_id"] == second_run, health
+    answer = requests.post(stack.url("API", "/predict"), json=records[2], timeout=30)
+    assert answer.status_code == 200 and answer.json()["model_run_id"] == second_run, answer.text
+    if not stack.full:
+        logged = stack.exec(
+            "churn-mlops-serve", "predict-api", "python", "-c",
+            "import sqlite3; c = sqlite3.connect('/var/lib/prediction-log/predictions.sqlite');"
+            "print(*[c.execute(f'SELECT COUNT(*) FROM {t}').fetchone()[0] for t in ('predictions', 'outcomes')])",
+        )  # fmt: skip
+        predictions, outcomes = map(int, logged.stdout.split())
+        assert predictions >= counts["predictions"] and outcomes == counts["outcomes"], (logged, counts)
+    # the online store (redis) came back through the dumps, once redis ran and before the API started
+    assert re.search(r'"redis": [1-9]\d*\} back in MongoDB/Redis', output), output[-3000:]
+    customer, _ = first_customer(stack)
+    assert requests.get(stack.url("API", f"/customers/{customer}/churn"), timeout=30).status_code == 200
 
 
 def check_a_replica_stopped_under_traffic(stack: Stack, record: dict[str, Any]) -> None:

@@ -44,6 +44,9 @@ COMPOSE_ONLY = {
     # The online store: Redis in compose; natively SQLite by default (ONLINE_STORE_URI=redis://... uses Debian's
     # redis-server, which tests start on their own ports).
     "redis": "natively the online store is SQLite unless ONLINE_STORE_URI names a redis-server",
+    # Backups: natively every program shares STATE_DIR and train-deployment serves the backup deployment; compose
+    # needs a container that mounts every service's volume.
+    "backup": "natively train-deployment serves the backup flow over the one shared STATE_DIR",
 }
 # Native-only programs, each with its reason.
 NATIVE_ONLY: dict[str, str] = {

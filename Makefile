@@ -62,6 +62,13 @@ SERVE_PROFILES = $(if $(filter cloud,$(env)),,--profile simulators)
 BACKUP_VOLUME := churn-mlops-backups
 SERVE_STACK = $(DOCKER) volume create $(BACKUP_VOLUME) >/dev/null && \
 	$(COMPOSE) --env-file $(ENV_FILE) -p $(SERVE_PROJECT) $(addprefix -f ,$(SERVE_FILES)) $(SERVE_PROFILES)
+# compose: the Spark cluster's services (profile "spark", started by `make spark-cluster` only) and their base image,
+# the shared one with Debian's JRE and the lock file's `spark` extra; `down` and `reset_all` name the profile so they
+# remove those containers too.
+SPARK_STACK = $(SERVE_STACK) --profile spark
+BUILD_SPARK_BASE = $(DOCKER) build -f Dockerfile.base --build-arg JRE_PACKAGE=openjdk-17-jre-headless \
+	--build-arg "SYNC_EXTRAS=--extra spark" -t churn-mlops/base-spark:$(IMAGE_TAG) .
+SPARK_WORKERS ?= 2
 # compose: a restore's MongoDB/Redis dumps go back once those two run, before anything else of the side starts
 # (STATE_SERVICES: an override file without MongoDB, as the compose test's, names redis alone)
 STATE_SERVICES ?= mongo redis
@@ -157,7 +164,7 @@ up: install ## native: start everything, seed data, train (if needed), serve, an
 
 down: ## stop everything `up` started (state is kept; reset_all removes it)
 ifeq ($(RUNTIME),compose)
-	$(SERVE_STACK) down
+	$(SPARK_STACK) down
 	$(REGISTRY_STACK) down
 else
 	@$(RUNTIME_CLI) down
@@ -249,20 +256,26 @@ endif
 
 stop-serve: ## stop the serving side, keep the registry side running
 ifeq ($(RUNTIME),compose)
-	$(SERVE_STACK) down
+	$(SPARK_STACK) down
 else
 	$(RUNTIME_CLI) stop $(SERVE_PROGRAMS)
 endif
 
-spark-cluster: ## native: a Spark standalone master + SPARK_WORKERS workers on spark://127.0.0.1:7077 (batch, tuning)
+spark-cluster: ## a Spark standalone master + SPARK_WORKERS workers (natively spark://127.0.0.1:7077; compose spark://spark-master:7077)
 ifeq ($(RUNTIME),compose)
-	@echo "the Spark cluster runs natively only (make spark-cluster RUNTIME=native); compose services are not built yet" >&2; exit 2
+	$(BUILD_SPARK_BASE)
+	$(SPARK_STACK) up -d --build --scale spark-worker=$(SPARK_WORKERS) spark-master spark-worker
+	$(WAIT_HEALTHY) $(SERVE_PROJECT) spark-master spark-worker
 else
 	$(RUNTIME_CLI) up spark-master spark-worker
 endif
 
-spark-cluster-stop: ## native: stop the Spark cluster, leave the rest running
+spark-cluster-stop: ## stop the Spark cluster, leave the rest running
+ifeq ($(RUNTIME),compose)
+	$(SPARK_STACK) rm --stop --force spark-worker spark-master
+else
 	$(RUNTIME_CLI) stop spark-worker spark-master
+endif
 
 apply-prediction-reporting: ## deploy the drift report flow (every 3 h) and the reports server (:8888)
 ifeq ($(RUNTIME),compose)
@@ -331,6 +344,7 @@ ifeq ($(RUNTIME),compose)
 	$(WAIT_HEALTHY) $(REGISTRY_PROJECT) moto
 	$(SERVE_STACK) build backup
 	$(SERVE_STACK) run --rm --no-deps $(NO_TTY) backup python -m mlops.backup restore $(FROM) $(if $(FORCE),--force)
+	@echo "compose: then make setup-model-registry init_aws setup-model-serve (MongoDB and Redis take their dumps first)"
 else
 	$(PY) -m mlops.backup --env $(env) restore $(FROM) $(if $(FORCE),--force)
 endif
@@ -365,9 +379,20 @@ endif
 quarantine: ## what the stores refused for its content: make quarantine [ACTION=list|show|replay]
 	$(PY) -m mlops.quarantine $(or $(ACTION),list) --env $(env)
 
-batch: ## score a folder or S3 prefix of account files now: make batch INPUT=... OUTPUT=...
-	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch INPUT=<folder|s3://bucket/prefix> OUTPUT=<folder|s3://...>"; exit 2; }
-	$(PY) -m batch score $(INPUT) $(OUTPUT)
+batch: ## score a folder or S3 prefix of account files now: make batch INPUT=... OUTPUT=... [ENGINE=spark]
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "usage: make batch INPUT=<folder|s3://bucket/prefix> OUTPUT=<folder|s3://...> [ENGINE=spark]"; exit 2; }
+ifeq ($(RUNTIME),compose)
+ifeq ($(ENGINE),spark)
+	$(SPARK_STACK) run --rm --no-deps $(NO_TTY) spark-master python -m batch score $(INPUT) $(OUTPUT) --no-progress \
+		--engine spark --spark-master spark://spark-master:7077
+else
+	$(BUILD_BASE)
+	$(SERVE_STACK) build batch-deployment
+	$(SERVE_STACK) run --rm --no-deps $(NO_TTY) batch-deployment python -m batch score $(INPUT) $(OUTPUT) --no-progress
+endif
+else
+	$(PY) -m batch score $(INPUT) $(OUTPUT) $(if $(ENGINE),--engine $(ENGINE))
+endif
 
 # ------------------------------------------------------------------------------------------------ quality
 test: install test-packages ## run the whole test suite (unit, integration on real servers, end to end)
@@ -407,7 +432,7 @@ bench-packages: ## install what the benchmarks need (as root): Debian's wrk
 
 reset_all: ## stop everything and delete all state (compose volumes; natively STATE_DIR, default .mlops/)
 ifeq ($(RUNTIME),compose)
-	$(SERVE_STACK) down -v
+	$(SPARK_STACK) down -v
 	$(REGISTRY_STACK) down -v
 else
 	-@test -x $(PY) && $(RUNTIME_CLI) down

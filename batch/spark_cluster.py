@@ -3,8 +3,10 @@
 Why `spark-class` and not `start-master.sh` / `start-worker.sh`: the pip package of pyspark ships `bin/spark-class`
 but not those two scripts, and they daemonize, which supervisord cannot watch. `spark-class` runs the master or a
 worker in the foreground, as Spark's own container images do, so supervisord (native/supervisord.conf, `make
-spark-cluster`) restarts a dead one and keeps its log. Everything binds 127.0.0.1; the workers' scratch folders are
-under STATE_DIR/spark and cleaned by Spark itself (finished applications' folders after a day).
+spark-cluster`) restarts a dead one and keeps its log. Natively everything binds 127.0.0.1; in compose (services
+spark-master and spark-worker, SPARK_HOST=auto) each container its own address on the platform's network. The
+workers' scratch folders are under STATE_DIR/spark and cleaned by Spark itself (finished applications' folders after
+a day).
 
 The batch engine (`--engine spark --spark-master spark://127.0.0.1:7077`) and parallel tuning (TUNING_PARALLELISM
 > 1, SPARK_MASTER) connect to it as drivers; executors run this venv's Python.
@@ -21,6 +23,7 @@ from typing import Any
 
 import requests
 
+from batch.spark_engine import spark_address
 from mlops.settings import Settings, load_settings
 
 MASTER_CLASS = "org.apache.spark.deploy.master.Master"
@@ -36,7 +39,10 @@ WORKER_OPTS = " ".join(
 
 
 def master_url(settings: Settings) -> str:
-    """The native cluster's master, as drivers name it."""
+    """The master the workers join: SPARK_MASTER when it names a standalone master (compose:
+    spark://spark-master:7077), else the native one on loopback."""
+    if settings.spark_master.startswith("spark://"):
+        return settings.spark_master
     return f"spark://127.0.0.1:{settings.spark_master_port}"
 
 
@@ -54,7 +60,7 @@ def command(role: str, settings: Settings, index: int = 0) -> list[str]:
             spark_class,
             MASTER_CLASS,
             "--host",
-            "127.0.0.1",
+            spark_address(settings),
             "--port",
             str(settings.spark_master_port),
             "--webui-port",
@@ -64,7 +70,7 @@ def command(role: str, settings: Settings, index: int = 0) -> list[str]:
         spark_class,
         WORKER_CLASS,
         "--host",
-        "127.0.0.1",
+        spark_address(settings),
         "--cores",
         str(settings.spark_worker_cores),
         "--memory",
@@ -81,7 +87,7 @@ def environment(settings: Settings) -> dict[str, str]:
     """Loopback only, this venv's Python for the executors' Python workers, the cleanup of old application folders."""
     return dict(os.environ) | {
         "SPARK_HOME": str(spark_home()),
-        "SPARK_LOCAL_IP": "127.0.0.1",
+        "SPARK_LOCAL_IP": spark_address(settings),
         "SPARK_LOG_DIR": str(settings.state_dir / "spark" / "logs"),
         "SPARK_WORKER_OPTS": WORKER_OPTS,
         "PYSPARK_PYTHON": sys.executable,

@@ -27,12 +27,20 @@ from batch.engine import BlockScorer, Job
 from batch.scoring import ModelPayload
 from batch.storage import InputFile
 from mlops.aws import ServiceUnavailable
+from mlops.settings import Settings, load_settings
 
 RESULT_COLUMNS = ("block", "input", "input_name", "fingerprint", "run_id", "status", "reason", "output", "rows")
 RESULT_SCHEMA = (
     "block long, input string, input_name string, fingerprint string, run_id string, status string, "
     "reason string, output string, rows long"
 )
+
+
+def spark_address(settings: Settings | None = None) -> str:
+    """SPARK_HOST: loopback natively; `auto`, this container's address, which the other containers of the cluster
+    reach (a driver's executors call it back there)."""
+    host = (settings or load_settings()).spark_host
+    return socket.gethostbyname(socket.gethostname()) if host == "auto" else host
 
 
 def local_session(master: str = "local[2]", app_name: str = "churn-batch") -> Any:
@@ -43,13 +51,14 @@ def local_session(master: str = "local[2]", app_name: str = "churn-batch") -> An
     # PySpark starts its Python workers with $PYSPARK_PYTHON (default: `python3` on PATH, outside our venv);
     # they must run this very interpreter. (Written, not read: settings stay in mlops.settings.)
     os.environ["PYSPARK_PYTHON"] = sys.executable
+    address = spark_address() if master.startswith("spark://") else "127.0.0.1"
     builder = (
         SparkSession.builder.master(master)
         .appName(app_name)
         .config("spark.ui.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", address)
+        .config("spark.driver.host", address)
         .config("spark.pyspark.python", sys.executable)
         .config("spark.pyspark.driver.python", sys.executable)
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")

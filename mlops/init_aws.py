@@ -51,6 +51,12 @@ def create_resources(settings: Settings) -> None:
         ) from error
 
 
+def latest_snapshot(settings: Settings, spec: FeatureSpec) -> Snapshot | None:
+    """The snapshot LATEST names (a restored store, one built from production), or None in an empty store."""
+    store = FeatureStore(aws.client("s3", settings), settings)
+    return store.latest(spec.name) if store.exists(f"{spec.name}/LATEST") else None
+
+
 def load_data(settings: Settings, spec: FeatureSpec, data: Path | None, rows: int, seed: int) -> Snapshot:
     if data is None:
         data = write_generated(settings.state_dir / "data" / f"{spec.name}-generated-{rows}-{seed}.csv", rows, seed)
@@ -113,8 +119,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec = FeatureSpec.load(args.spec or settings.feature_spec)
         if not args.skip_resources:
             create_resources(settings)
-        snapshot = load_data(settings, spec, args.data, args.rows, args.seed)
-        materialize_after(settings, spec, snapshot.data_hash, args.skip_online)
+        kept = None if args.data else latest_snapshot(settings, spec)
+        if kept is not None:  # `make up` runs this every time: it must not move training back to generated data
+            print(f"data    {kept.uri()} is LATEST: kept (DATA=<file> loads other data)")
+        else:
+            snapshot = load_data(settings, spec, args.data, args.rows, args.seed)
+            materialize_after(settings, spec, snapshot.data_hash, args.skip_online)
     except (DataError, SpecError, ConfigurationError, aws.ServiceUnavailable, FileNotFoundError) as error:
         print(f"init_aws: error: {error}", file=sys.stderr)
         return 2

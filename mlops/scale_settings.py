@@ -57,6 +57,11 @@ class ScaleSettings(BaseModel):
         "parallel tuning: local[N] on this machine, spark://HOST:PORT a standalone cluster (`make spark-cluster` "
         "starts one on spark://127.0.0.1:SPARK_MASTER_PORT)",
     )
+    spark_host: str = Field(
+        default="127.0.0.1",
+        description="the address a Spark master, worker or driver of ours binds and announces: 127.0.0.1 natively; "
+        "`auto` (compose) this container's address on its network, which the other containers reach",
+    )
     spark_master_port: int = Field(default=7077, description="native Spark cluster: the master's port")
     spark_webui_port: int = Field(
         default=8090, description="native Spark cluster: the master's web UI (and /json/); worker i's UI on + 1 + i"

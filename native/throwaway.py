@@ -207,7 +207,8 @@ class SparkCluster:
 def start_spark_cluster(state: Path, workers: int = 2, timeout: float = 120) -> SparkCluster:
     """A Spark standalone master and `workers` workers (1 core each) through `python -m batch.spark_cluster`, the
     launcher supervisord runs; ready when every worker is ALIVE at the master."""
-    master_port, webui_port = free_port(), free_port()
+    master_port = free_port()
+    webui_port = free_port_run(workers + 1)  # the master's UI, then each worker's on webui + 1 + i
     env = {
         "STATE_DIR": str(state),
         "SPARK_MASTER_PORT": str(master_port),

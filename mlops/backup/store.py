@@ -239,8 +239,14 @@ def _put_trees_back(settings: Settings, folder: Path, manifest: dict[str, Any], 
         shutil.move(targets[tree] / path, aside)
     for entry in manifest["files"]:
         target = targets[entry_tree(entry)] / entry["path"]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(folder / entry_tree(entry) / entry["path"], target)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(folder / entry_tree(entry) / entry["path"], target)
+        except PermissionError as error:
+            raise BackupError(
+                f"cannot write {target} ({error.strerror}): the folder must belong to the user the restore runs as "
+                f"(uid {os.getuid()})"
+            ) from error
     if (settings.state_dir / SECRETS).exists():
         os.chmod(settings.state_dir / SECRETS, 0o600)
     return list(targets.values())

@@ -278,6 +278,45 @@ def registered_versions(stack: Stack) -> list[dict[str, Any]]:
     return answer.json().get("model_versions", [])
 
 
+def check_batch_on_the_spark_cluster(stack: Stack, run_id: str) -> None:
+    """`make spark-cluster` (a master and 2 workers in containers) and `make batch ENGINE=spark` (the driver in a
+    one-off container, its executors calling it back) give the embedded engine's outputs (`make batch`, the batch
+    deployment's image) for the same account files in S3."""
+    import io
+
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from batch.manifest import output_name
+    from batch.testing import write_account_files
+
+    s3 = stack.aws("s3")
+    files = write_account_files(stack.scratch / "accounts", 4, 30)
+    for path in files:
+        s3.upload_file(str(path), "churn-feature-store", f"e2e-batch/in/{path.name}")
+    prefix = "s3://churn-feature-store/e2e-batch"
+    stack.make("batch", f"INPUT={prefix}/in", f"OUTPUT={prefix}/embedded", f"RUN_ID={run_id}")
+    output = stack.make("spark-cluster", timeout=1500)  # cold: the JRE and pyspark into the Spark base image
+    workers = stack.docker(
+        "ps", "-q", "--filter", "label=com.docker.compose.project=churn-mlops-serve",
+        "--filter", "label=com.docker.compose.service=spark-worker",
+    ).split()  # fmt: skip
+    assert len(workers) == 2, output[-3000:]
+    output = stack.make("batch", f"INPUT={prefix}/in", f"OUTPUT={prefix}/cluster", f"RUN_ID={run_id}", "ENGINE=spark")
+    assert "batch spark" in output and "scored=4 " in output, output[-3000:]
+
+    def table(kind: str, name: str) -> Any:
+        key = f"e2e-batch/{kind}/{output_name(run_id, name)}"
+        return pq.read_table(io.BytesIO(s3.get_object(Bucket="churn-feature-store", Key=key)["Body"].read()))
+
+    for path in files:
+        on_cluster, embedded = table("cluster", path.name).to_pandas(), table("embedded", path.name).to_pandas()
+        assert on_cluster["clientnum"].tolist() == embedded["clientnum"].tolist()
+        np.testing.assert_allclose(on_cluster["churn_probability"], embedded["churn_probability"], atol=1e-6, rtol=0)
+    stack.make("spark-cluster-stop")
+    assert stack.docker("ps", "-q", "--filter", "label=com.docker.compose.service=spark-master").split() == []
+
+
 def registered_models(stack: Stack) -> dict[str, Any]:
     """Each registered version (number, run) and the aliases of churn-model, as the platform's writer sees them."""
     answer = requests.get(
@@ -498,6 +537,8 @@ def test_compose_platform_builds_runs_serves_switches_and_resets(stack: Stack) -
     assert abs(by_id.json()["churn chance"] - full["churn chance"]) < 1e-6
     assert requests.get(stack.url("API", "/customers/000000000/churn"), timeout=30).status_code == 404
 
+    check_batch_on_the_spark_cluster(stack, first_run)
+
     # --- drift gauges, scraped by the Prometheus container ---------------------------------------------------------
     share = wait_until(
         lambda: prometheus_value(stack, "drift_share") is not None and prometheus_value(stack, "drift_share"),
@@ -596,6 +637,8 @@ def test_compose_platform_builds_runs_serves_switches_and_resets(stack: Stack) -
     assert f"restore: {location.rsplit('/', 1)[1]} {counted}" in output, output[-3000:]
     stack.make("setup-model-registry")
     assert registered_models(stack) == models_before
+    output = stack.make("init_aws")  # the streams (moto keeps nothing); the restored LATEST snapshot is kept
+    assert "is LATEST: kept" in output, output[-2000:]
     output = stack.make("setup-model-serve", f"RUN_ID={second_run}")
     health = requests.get(stack.url("API", "/health"), timeout=10).json()
     assert health["model_run_id"] == second_run, health

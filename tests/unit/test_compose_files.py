@@ -323,7 +323,9 @@ def test_built_service_has_its_dockerfile_and_context(name: str) -> None:
     assert (REPO / build["context"]).is_dir()
     dockerfile = service_dockerfile(definition)
     assert dockerfile is not None and dockerfile.is_file(), f"{name}: {dockerfile} missing"
-    assert build.get("args", {}).get("BASE_IMAGE") == "churn-mlops/base:${IMAGE_TAG:-local}"
+    # the Spark services' base is the shared base built from the same Dockerfile.base with a JRE and pyspark
+    base = "base-spark" if dockerfile.name == "Dockerfile-spark" else "base"
+    assert build.get("args", {}).get("BASE_IMAGE") == f"churn-mlops/{base}:${{IMAGE_TAG:-local}}"
 
 
 def test_base_image_is_built_from_the_lock_file_as_non_root() -> None:

@@ -74,3 +74,23 @@ def test_settled_production_rows_become_a_snapshot_once(settings: Settings, caps
     again = snapshot_from_production(settings, spec, min_rows=50)  # the same rows: the same snapshot, not a new one
     assert not again.new and again.snapshot.data_hash == built.snapshot.data_hash
     assert "already in snapshot" in again.note
+
+
+def test_init_aws_keeps_a_latest_snapshot_it_did_not_make(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """`make up` runs init_aws every time: after a restore, or once LATEST names a snapshot built from production,
+    it must not point training back at the generated data; DATA=<file> still loads new data."""
+    from mlops import init_aws
+
+    spec = FeatureSpec.load(settings.feature_spec)
+    monkeypatch.setattr(init_aws, "load_settings", lambda env=None: settings)
+    production = load_data(settings, spec, None, rows=200, seed=5)  # stands for a snapshot from production
+    assert init_aws.main(["--rows", "300", "--skip-online"]) == 0
+    assert "is LATEST: kept" in capsys.readouterr().out
+    store = FeatureStore(aws.client("s3", settings), settings)
+    assert store.latest(spec.name) == production
+    raw = settings.state_dir / "new.csv"
+    generate_bank_churners(150, seed=9).to_csv(raw, index=False)
+    assert init_aws.main(["--data", str(raw), "--skip-online"]) == 0
+    assert store.latest(spec.name) != production

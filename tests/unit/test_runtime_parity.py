@@ -49,12 +49,7 @@ COMPOSE_ONLY = {
     "backup": "natively train-deployment serves the backup flow over the one shared STATE_DIR",
 }
 # Native-only programs, each with its reason.
-NATIVE_ONLY: dict[str, str] = {
-    # The Spark standalone cluster (`make spark-cluster`): the compose services (an image with a JRE and pyspark,
-    # a driver container the executors can reach) are not built yet; `make spark-cluster RUNTIME=compose` says so.
-    "spark-master": "the Spark cluster runs natively only so far",
-    "spark-worker": "the Spark cluster runs natively only so far",
-}
+NATIVE_ONLY: dict[str, str] = {}
 # Native launchers: a first-party module that renders a config for loopback and the state dir, then os.exec's the
 # same binary the compose service runs (so supervisord manages that binary itself). Compared as that binary.
 NATIVE_LAUNCHERS = {

@@ -2,8 +2,9 @@
 
 What a user does on a Docker host, in order: `make setup-model-registry`, `make init_aws`, `make
 apply-model-train-flow` (a training run in the worker container registers a model), `make train`, `make
-setup-model-serve` with a RUN_ID, then traffic over HTTP and Kinesis, drift gauges in Prometheus, a report behind
-nginx, `make stop-serve` / `make start-serve` with another RUN_ID, and `make reset_all`.
+setup-model-serve` with a RUN_ID, then traffic over HTTP and Kinesis, `make batch` embedded and on `make
+spark-cluster` (ENGINE=spark), drift gauges in Prometheus, a report behind nginx, `make stop-serve` / `make
+start-serve` with another RUN_ID, `make backup`, `make reset_all`, `make restore` and the platform back on it.
 
 The engine: the one `DOCKER_HOST` (or the default socket) names when it answers, else one started here as root with
 its images under /var/lib/churn-mlops-docker (kept between runs, so a warm run rebuilds nothing). No engine and no way

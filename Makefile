@@ -193,11 +193,18 @@ else
 	$(PY) -m mlops.init_aws --env $(env) $(if $(DATA),--data $(DATA))
 endif
 
-train: ## run the training flow once in the foreground with a progress bar (TRIALS=n)
+train: ## run the training flow once in the foreground with a progress bar (TRIALS=n; TUNING_PARALLELISM=n on the Spark cluster)
 ifeq ($(RUNTIME),compose)
+ifneq ($(filter-out 0 1,$(TUNING_PARALLELISM)),)
+	$(BUILD_SPARK_BASE)
+	$(REGISTRY_STACK) --profile spark build train-spark
+	$(REGISTRY_STACK) --profile spark run --rm $(NO_TTY) -e TUNING_PARALLELISM=$(TUNING_PARALLELISM) train-spark \
+		python -m model_orchestration.train_flow $(if $(TRIALS),--max-evals $(TRIALS))
+else
 	$(BUILD_BASE)
 	$(REGISTRY_STACK) build train-deployment
 	$(REGISTRY_STACK) run --rm $(NO_TTY) train-deployment python -m model_orchestration.train_flow $(if $(TRIALS),--max-evals $(TRIALS))
+endif
 else
 	$(PY) -m model_orchestration.train_flow --env $(env) $(if $(TRIALS),--max-evals $(TRIALS))
 endif

@@ -3,8 +3,9 @@
 What a user does on a Docker host, in order: `make setup-model-registry`, `make init_aws`, `make
 apply-model-train-flow` (a training run in the worker container registers a model), `make train`, `make
 setup-model-serve` with a RUN_ID, then traffic over HTTP and Kinesis, `make batch` embedded and on `make
-spark-cluster` (ENGINE=spark), drift gauges in Prometheus, a report behind nginx, `make stop-serve` / `make
-start-serve` with another RUN_ID, `make backup`, `make reset_all`, `make restore` and the platform back on it.
+spark-cluster` (ENGINE=spark), `make train TUNING_PARALLELISM=2` on that cluster, drift gauges in Prometheus, a
+report behind nginx, `make stop-serve` / `make start-serve` with another RUN_ID, `make backup`, `make reset_all`,
+`make restore` and the platform back on it.
 
 The engine: the one `DOCKER_HOST` (or the default socket) names when it answers, else one started here as root with
 its images under /var/lib/churn-mlops-docker (kept between runs, so a warm run rebuilds nothing). No engine and no way
@@ -279,10 +280,11 @@ def registered_versions(stack: Stack) -> list[dict[str, Any]]:
     return answer.json().get("model_versions", [])
 
 
-def check_batch_on_the_spark_cluster(stack: Stack, run_id: str) -> None:
+def check_the_spark_cluster(stack: Stack, run_id: str) -> None:
     """`make spark-cluster` (a master and 2 workers in containers) and `make batch ENGINE=spark` (the driver in a
     one-off container, its executors calling it back) give the embedded engine's outputs (`make batch`, the batch
-    deployment's image) for the same account files in S3."""
+    deployment's image) for the same account files in S3; `make train TUNING_PARALLELISM=2` tunes on the same
+    cluster, each trial still an MLflow child run of the registered run."""
     import io
 
     import numpy as np
@@ -314,6 +316,30 @@ def check_batch_on_the_spark_cluster(stack: Stack, run_id: str) -> None:
         on_cluster, embedded = table("cluster", path.name).to_pandas(), table("embedded", path.name).to_pandas()
         assert on_cluster["clientnum"].tolist() == embedded["clientnum"].tolist()
         np.testing.assert_allclose(on_cluster["churn_probability"], embedded["churn_probability"], atol=1e-6, rtol=0)
+
+    # parallel tuning: the flow's driver in a one-off container of the Spark image (train-spark), trials as tasks
+    output = stack.make("train", "TRIALS=3", "TUNING_PARALLELISM=2", timeout=1500)
+    assert "tuning 2 trials at a time on Spark master spark://spark-master:7077" in output, output[-3000:]
+    tuned = re.findall(r"RUN_ID=([0-9a-f]{32})", output)[-1]
+    assert tuned in {v["run_id"] for v in registered_versions(stack)}
+
+    def mlflow_api(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer = requests.post(stack.url("MLFLOW", path), json=body, auth=stack.writer, timeout=10)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    parent = requests.get(
+        stack.url("MLFLOW", "/api/2.0/mlflow/runs/get"), params={"run_id": tuned}, auth=stack.writer, timeout=10
+    ).json()["run"]
+    tags = {t["key"]: t["value"] for t in parent["data"].get("tags", [])}
+    assert tags.get("tuning_parallelism") == "2", tags
+    trials = mlflow_api(
+        "/api/2.0/mlflow/runs/search",
+        {"experiment_ids": [parent["info"]["experiment_id"]], "filter": f"tags.mlflow.parentRunId = '{tuned}'"},
+    ).get("runs", [])
+    assert len(trials) == 3 and all(
+        any(m["key"] == "valid_auc" for m in t["data"].get("metrics", [])) for t in trials
+    ), trials
     stack.make("spark-cluster-stop")
     assert stack.docker("ps", "-q", "--filter", "label=com.docker.compose.service=spark-master").split() == []
 
@@ -538,7 +564,7 @@ def test_compose_platform_builds_runs_serves_switches_and_resets(stack: Stack) -
     assert abs(by_id.json()["churn chance"] - full["churn chance"]) < 1e-6
     assert requests.get(stack.url("API", "/customers/000000000/churn"), timeout=30).status_code == 404
 
-    check_batch_on_the_spark_cluster(stack, first_run)
+    check_the_spark_cluster(stack, first_run)
 
     # --- drift gauges, scraped by the Prometheus container ---------------------------------------------------------
     share = wait_until(

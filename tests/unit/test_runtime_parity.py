@@ -47,6 +47,9 @@ COMPOSE_ONLY = {
     # Backups: natively every program shares STATE_DIR and train-deployment serves the backup deployment; compose
     # needs a container that mounts every service's volume.
     "backup": "natively train-deployment serves the backup flow over the one shared STATE_DIR",
+    # Parallel tuning's driver: natively `make train TUNING_PARALLELISM=N` runs the flow in the venv, which has the
+    # spark extra; in compose the worker image has no JRE, so a one-off container of the Spark image drives it.
+    "train-spark": "natively the training process in the venv drives SparkTrials itself (make train)",
 }
 # Native-only programs, each with its reason.
 NATIVE_ONLY: dict[str, str] = {}
